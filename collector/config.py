@@ -1,0 +1,275 @@
+"""One frozen, typed settings object from the TOML file and the ``OI_*`` env vars (env beats file).
+
+Nothing else in oi-collector reads the environment. Every error names the key and where its value came from.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from collector.errors import ConfigError
+from collector.normalise import parse_expiry
+
+DEFAULT_PATH = Path("config/collector.toml")
+TimescaleMode = Literal["auto", "require", "off"]
+_UNDERLYING = re.compile(r"[A-Z0-9]{2,20}")
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeSettings:
+    base_url: str = "https://eapi.binance.com"
+    timeout_s: float = 10.0
+    max_in_flight: int = 4
+
+
+@dataclass(frozen=True, slots=True)
+class CollectSettings:
+    underlyings: tuple[str, ...] = ("BTC", "ETH", "BNB", "SOL", "XRP", "DOGE")
+    expiries: tuple[str, ...] | None = None  # None: every expiry exchangeInfo lists, re-read at each cycle
+    interval_s: int = 60
+    offset_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSettings:
+    url: str = field(default="postgresql+psycopg://postgres@localhost:5432/oi", repr=False)  # password
+    timescaledb: TimescaleMode = "auto"
+
+    def masked_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    exchange: ExchangeSettings = field(default_factory=ExchangeSettings)
+    collect: CollectSettings = field(default_factory=CollectSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    source: str = "defaults"
+
+
+# Value parsers: each takes a TOML value or an env string and raises ValueError saying what is wrong.
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def _number(value: object) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(f"must be a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _positive_number(value: object) -> float:
+    number = _number(value)
+    if not number > 0:
+        raise ValueError(f"must be greater than 0, got {value!r}")
+    return number
+
+
+def _positive_int(value: object) -> int:
+    number = _positive_number(value)
+    if number != int(number):
+        raise ValueError(f"must be a whole number, got {value!r}")
+    return int(number)
+
+
+def _non_negative_number(value: object) -> float:
+    number = _number(value)
+    if number < 0:
+        raise ValueError(f"must be 0 or more, got {value!r}")
+    return number
+
+
+def _string_list(value: object) -> list[str]:
+    """A TOML array of strings, or a comma list (how env vars spell lists)."""
+    if isinstance(value, str):
+        items = [item.strip() for item in value.split(",")]
+    elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+        items = [item.strip() for item in value]
+    else:
+        raise ValueError(f"must be a list of strings or a comma list, got {value!r}")
+    if any(not item for item in items):
+        raise ValueError(f"has an empty entry: {value!r}")
+    return items
+
+
+def _underlyings(value: object) -> tuple[str, ...]:
+    items = [item.upper() for item in _string_list(value)]
+    if not items:
+        raise ValueError("must name at least one underlying")
+    for item in items:
+        if not _UNDERLYING.fullmatch(item):
+            raise ValueError(f"{item!r} is not an underlying asset such as BTC or ETH")
+    return tuple(dict.fromkeys(items))
+
+
+def _expiries(value: object) -> tuple[str, ...] | None:
+    if isinstance(value, str) and value.strip().lower() == "all":
+        return None
+    items = _string_list(value)
+    if not items:
+        raise ValueError('must be "all" or at least one YYMMDD')
+    for item in items:
+        parse_expiry(item)
+    return tuple(sorted(set(items)))
+
+
+def _base_url(value: object) -> str:
+    url = _text(value).rstrip("/")
+    if not re.match(r"https?://[^/\s]+", url):
+        raise ValueError(f"must be an http(s) URL, got {value!r}")
+    return url
+
+
+def _database_url(value: object) -> str:
+    try:
+        url: URL = make_url(_text(value))
+    except ArgumentError:
+        raise ValueError("is not a database URL (expected postgresql://user:password@host:port/db)") from None
+    backend, _, driver = url.drivername.partition("+")
+    if backend not in ("postgresql", "postgres"):
+        raise ValueError(f"must be a postgresql:// URL, got {backend}://")
+    if driver not in ("psycopg", "psycopg2", ""):
+        raise ValueError(f"driver {driver!r} is not supported; use postgresql+psycopg://")
+    return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+def _timescale_mode(value: object) -> TimescaleMode:
+    text = _text(value).lower()
+    if text not in ("auto", "require", "off"):
+        raise ValueError(f'must be "auto", "require" or "off", got {value!r}')
+    return text  # type: ignore[return-value]
+
+
+@dataclass(frozen=True, slots=True)
+class _Key:
+    section: str
+    name: str
+    parse: Callable[[object], Any]
+
+    @property
+    def env_var(self) -> str:
+        return f"OI_{self.section}_{self.name}".upper()
+
+
+KEYS: tuple[_Key, ...] = (
+    _Key("exchange", "base_url", _base_url),
+    _Key("exchange", "timeout_s", _positive_number),
+    _Key("exchange", "max_in_flight", _positive_int),
+    _Key("collect", "underlyings", _underlyings),
+    _Key("collect", "expiries", _expiries),
+    _Key("collect", "interval_s", _positive_int),
+    _Key("collect", "offset_s", _non_negative_number),
+    _Key("database", "url", _database_url),
+    _Key("database", "timescaledb", _timescale_mode),
+)
+ENV_VARS_OUTSIDE_FILE = ("OI_CONFIG",)
+
+
+def resolve_path(cli_path: str | None, env: Mapping[str, str]) -> tuple[Path, bool]:
+    """--config, else $OI_CONFIG, else config/collector.toml; the flag says whether the file must exist."""
+    if cli_path:
+        return Path(cli_path), True
+    if env.get("OI_CONFIG"):
+        return Path(env["OI_CONFIG"]), True
+    return DEFAULT_PATH, False
+
+
+def load_settings(cli_path: str | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read the file (if any) and the env vars into Settings, or raise ConfigError naming key and source."""
+    env = os.environ if env is None else env
+    path, required = resolve_path(cli_path, env)
+    document = _read_toml(path, required)
+    source = str(path) if document is not None else "defaults"
+    _reject_unknown_file_keys(document or {}, path)
+    _reject_unknown_env_vars(env)
+    sections: dict[str, dict[str, Any]] = {"exchange": {}, "collect": {}, "database": {}}
+    origins: dict[str, str] = {}
+    for key in KEYS:
+        if key.env_var in env:
+            raw, origin = env[key.env_var], f"env var {key.env_var}"
+        elif document is not None and key.name in document.get(key.section, {}):
+            raw, origin = document[key.section][key.name], f"[{key.section}] {key.name} in {path}"
+        else:
+            continue
+        sections[key.section][key.name] = _parse(key, raw, origin)
+        origins[key.name] = origin
+    settings = Settings(
+        exchange=ExchangeSettings(**sections["exchange"]),
+        collect=CollectSettings(**sections["collect"]),
+        database=DatabaseSettings(**sections["database"]),
+        source=source,
+    )
+    _check_offset(settings.collect, origins)
+    return settings
+
+
+def _parse(key: _Key, raw: object, where: str) -> Any:
+    try:
+        return key.parse(raw)
+    except ValueError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def _read_toml(path: Path, required: bool) -> dict[str, Any] | None:
+    if not path.exists():
+        if required:
+            raise ConfigError(f"config file {path} does not exist")
+        return None
+    try:
+        with path.open("rb") as file:
+            return tomllib.load(file)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path} is not valid TOML: {error}") from None
+    except OSError as error:
+        raise ConfigError(f"config file {path} cannot be read: {error.strerror}") from None
+
+
+def _reject_unknown_file_keys(document: Mapping[str, Any], path: Path) -> None:
+    known: dict[str, set[str]] = {}
+    for key in KEYS:
+        known.setdefault(key.section, set()).add(key.name)
+    for section, table in document.items():
+        if section not in known:
+            raise ConfigError(f"{path}: unknown section [{section}]; known: {', '.join(sorted(known))}")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [{section}] must be a table, got {table!r}")
+        for name in table:
+            if name not in known[section]:
+                expected = ", ".join(sorted(known[section]))
+                raise ConfigError(f"{path}: unknown key [{section}] {name}; known: {expected}")
+
+
+def _reject_unknown_env_vars(env: Mapping[str, str]) -> None:
+    known = {key.env_var for key in KEYS} | set(ENV_VARS_OUTSIDE_FILE)
+    for name in sorted(env):
+        if name.startswith("OI_") and name not in known:
+            raise ConfigError(f"unknown env var {name}; known: {', '.join(sorted(known))}")
+
+
+def _check_offset(collect: CollectSettings, origins: Mapping[str, str]) -> None:
+    if collect.offset_s >= collect.interval_s:
+        where = origins.get("offset_s", "[collect] offset_s (default)")
+        interval_from = origins.get("interval_s", "the default")
+        raise ConfigError(
+            f"{where}: offset_s must be less than interval_s ({collect.interval_s}, from {interval_from}),"
+            f" got {collect.offset_s:g}"
+        )

@@ -1,0 +1,59 @@
+"""The errors oi-collector raises, one branch per boundary.
+
+CollectorError
+ ├── ConfigError        a bad config file or env var: which key, from where (exit 2, before connecting)
+ ├── ExchangeError      no rows from the exchange: which pair, HTTP status, exchange code and message
+ │    ├── RetriableExchangeError   429, 418, 5xx, timeouts, refused/reset connections: worth another try
+ │    └── FatalExchangeError       other 4xx, HTML pages, bodies that are not the JSON we expect
+ └── SinkError          the database refused or is unreachable
+     └── SchemaError    the schema cannot be made what we need (timescaledb="require" without it)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class CollectorError(Exception):
+    """Root of every error oi-collector raises on purpose."""
+
+
+class ConfigError(CollectorError):
+    """A configuration value is missing, unknown or wrong; the message names the key and its source."""
+
+
+class ExchangeError(CollectorError):
+    """The exchange answered with something other than rows (or did not answer)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: int | None = None,
+        exchange_message: str | None = None,
+        retry_after_s: float | None = None,
+        banned_until: datetime | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.exchange_message = exchange_message
+        self.retry_after_s = retry_after_s
+        self.banned_until = banned_until
+
+
+class RetriableExchangeError(ExchangeError):
+    """Trying again later may succeed: rate limits, bans, 5xx, network trouble."""
+
+
+class FatalExchangeError(ExchangeError):
+    """Trying again will not help: a bad request, or a body we cannot read."""
+
+
+class SinkError(CollectorError):
+    """The database could not take the rows."""
+
+
+class SchemaError(SinkError):
+    """The database schema cannot be made what this version needs."""

@@ -1,0 +1,78 @@
+"""Whether this server can give us TimescaleDB, decided before anything is tried.
+
+``CREATE EXTENSION timescaledb`` on a server that has the files but does not preload the library fails with
+FATAL and drops the connection (see docs), so we look first: pg_extension, pg_available_extensions and
+shared_preload_libraries.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, text
+
+from collector.config import TimescaleMode
+from collector.errors import SchemaError
+
+log = logging.getLogger("collector.migrate")
+
+
+@dataclass(frozen=True, slots=True)
+class TimescaleSupport:
+    usable: bool
+    created: bool
+    reason: str
+
+
+def detect(connection: Connection) -> TimescaleSupport:
+    row = connection.execute(
+        text(
+            """
+            SELECT
+                (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb') AS created_version,
+                (SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb')
+                    AS available_version,
+                current_setting('shared_preload_libraries') AS preload,
+                current_setting('server_version') AS server_version
+            """
+        )
+    ).one()
+    preloaded = "timescaledb" in [name.strip() for name in row.preload.split(",")]
+    server = f"PostgreSQL {row.server_version}"
+    if row.available_version is None and row.created_version is None:
+        return TimescaleSupport(False, False, f"the timescaledb extension is not installed on {server}")
+    if not preloaded:
+        return TimescaleSupport(
+            False,
+            row.created_version is not None,
+            f"timescaledb is installed on {server} but not in shared_preload_libraries"
+            " (add it there and restart the server to use it)",
+        )
+    if row.created_version is not None:
+        return TimescaleSupport(True, True, f"timescaledb {row.created_version} is enabled")
+    return TimescaleSupport(True, False, f"timescaledb {row.available_version} is available")
+
+
+def enable(connection: Connection, mode: TimescaleMode) -> bool:
+    """Make sure the extension exists when ``mode`` allows it; True when TimescaleDB is to be used."""
+    if mode == "off":
+        log.info("timescaledb = \"off\": open_interest stays a plain PostgreSQL table")
+        return False
+    support = detect(connection)
+    if not support.usable:
+        if mode == "require":
+            raise SchemaError(f'timescaledb = "require", but {support.reason}')
+        log.warning("open_interest stays a plain PostgreSQL table: %s", support.reason)
+        return False
+    if not support.created:
+        try:
+            with connection.begin_nested():
+                connection.execute(text("CREATE EXTENSION IF NOT EXISTS timescaledb"))
+        except Exception as error:
+            if mode == "require":
+                raise SchemaError(f"CREATE EXTENSION timescaledb failed: {error}") from error
+            log.warning("open_interest stays a plain PostgreSQL table: CREATE EXTENSION failed: %s", error)
+            return False
+    return True
+
