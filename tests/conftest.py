@@ -1,0 +1,150 @@
+"""Shared fixtures: a real PostgreSQL (one database per test, cloned from a migrated template) and a real
+fake exchange on 127.0.0.1."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from collector.config import CollectSettings, DatabaseSettings, ExchangeSettings, Settings
+from collector.migrate import migrate
+from collector.sink.postgres import PostgresSink, make_engine
+from tests.fake_exchange import FakeExchange
+from tests.pg_server import NoPostgres, throwaway_server
+
+REPO = Path(__file__).resolve().parent.parent
+_database_numbers = itertools.count()
+
+
+def _plain(url: str) -> str:
+    """The libpq form of a SQLAlchemy URL, for psycopg.connect."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _with_database(url: str, name: str) -> str:
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """A server the tests may create databases on: TEST_DATABASE_URL, else a throwaway one of our own."""
+    if url := os.environ.get("TEST_DATABASE_URL"):
+        yield make_url(url).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+        return
+    try:
+        with throwaway_server() as url:
+            yield url
+    except NoPostgres as error:
+        pytest.exit(str(error), returncode=3)
+
+
+def admin_execute(admin_url: str, *statements: str) -> None:
+    with psycopg.connect(_plain(admin_url), autocommit=True) as connection:
+        for statement in statements:
+            connection.execute(statement)
+
+
+@pytest.fixture(scope="session")
+def template_database(pg_admin_url: str) -> Iterator[str]:
+    """A database migrated to head once per session; each test clones it."""
+    name = f"oi_template_{os.getpid()}"
+    admin_execute(pg_admin_url, f"DROP DATABASE IF EXISTS {name}", f"CREATE DATABASE {name}")
+    migrate(Settings(database=DatabaseSettings(url=_with_database(pg_admin_url, name), timescaledb="auto")))
+    # TimescaleDB's scheduler keeps a session on every database with the extension, and CREATE DATABASE
+    # ... TEMPLATE refuses a template in use: closing the template to connections sends it away.
+    admin_execute(
+        pg_admin_url,
+        f"ALTER DATABASE {name} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false",
+        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'",
+    )
+    yield name
+    admin_execute(
+        pg_admin_url,
+        f"ALTER DATABASE {name} WITH IS_TEMPLATE false",
+        f"DROP DATABASE IF EXISTS {name} WITH (FORCE)",
+    )
+
+
+@pytest.fixture
+def empty_database_url(pg_admin_url: str) -> Iterator[str]:
+    """A new, empty database (for migration tests); dropped afterwards."""
+    name = f"oi_test_{os.getpid()}_{next(_database_numbers)}"
+    admin_execute(pg_admin_url, f"CREATE DATABASE {name}")
+    yield _with_database(pg_admin_url, name)
+    admin_execute(pg_admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def database_url(pg_admin_url: str, template_database: str) -> Iterator[str]:
+    """A migrated database of this test's own; dropped afterwards."""
+    name = f"oi_test_{os.getpid()}_{next(_database_numbers)}"
+    admin_execute(pg_admin_url, f"CREATE DATABASE {name} TEMPLATE {template_database}")
+    yield _with_database(pg_admin_url, name)
+    admin_execute(pg_admin_url, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def sink(engine: Engine) -> PostgresSink:
+    return PostgresSink(engine)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeExchange]:
+    with FakeExchange() as exchange:
+        yield exchange
+
+
+@pytest.fixture
+def settings(fake: FakeExchange, database_url: str) -> Settings:
+    return Settings(
+        exchange=ExchangeSettings(base_url=fake.base_url, timeout_s=2.0, max_in_flight=4),
+        collect=CollectSettings(),
+        database=DatabaseSettings(url=database_url, timescaledb="auto"),
+        source="tests",
+    )
+
+
+def with_collect(settings: Settings, **changes: object) -> Settings:
+    return replace(settings, collect=replace(settings.collect, **changes))
+
+
+def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment for an ``oi-collector`` subprocess pointed at the fake and the test database."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("OI_")}
+    env.update(
+        OI_EXCHANGE_BASE_URL=settings.exchange.base_url,
+        OI_EXCHANGE_TIMEOUT_S=str(settings.exchange.timeout_s),
+        OI_DATABASE_URL=settings.database.url,
+        **extra,
+    )
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run the real command line (the installed console script), as a user would."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "oi-collector"), *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

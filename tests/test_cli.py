@@ -1,0 +1,149 @@
+"""The real command line, end to end: `oi-collector` subprocesses against the fake exchange and PostgreSQL."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+from collector.config import DatabaseSettings, Settings
+from tests.conftest import REPO, cli_env, run_cli
+from tests.fake_exchange import FakeExchange, html_page
+
+MINUTE = 1_764_585_060_000
+
+
+def query(url: str, sql: str) -> list[tuple]:
+    plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(plain) as connection:
+        return connection.execute(sql).fetchall()
+
+
+def stored(url: str) -> set[tuple[str, str, str, str]]:
+    rows = query(
+        url,
+        "SELECT symbol, (extract(epoch FROM ts) * 1000)::bigint::text, open_interest::text,"
+        " open_interest_usd::text FROM open_interest",
+    )
+    return {tuple(row) for row in rows}  # type: ignore[misc]
+
+
+def served(fake: FakeExchange, minute_ms: int | None = None) -> set[tuple[str, str, str, str]]:
+    return {
+        (row["symbol"], row["timestamp"], row["sumOpenInterest"], row["sumOpenInterestUsd"])
+        for row in fake.all_rows(minute_ms)
+    }
+
+
+def point_at(settings: Settings, url: str) -> Settings:
+    return Settings(exchange=settings.exchange, collect=settings.collect, database=DatabaseSettings(url=url))
+
+
+def test_migrate_then_once_stores_the_fakes_rows_value_for_value(
+    settings: Settings, fake: FakeExchange, empty_database_url: str
+) -> None:
+    fake.minute_ms = MINUTE
+    env = cli_env(point_at(settings, empty_database_url))
+    migrated = run_cli("migrate", env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    once = run_cli("once", env=env)
+    assert once.returncode == 0, once.stderr
+    assert stored(empty_database_url) == served(fake)
+    summary = once.stderr.strip().splitlines()[-1]
+    assert f"{len(fake.pairs())} pairs ok, 0 failed; {len(served(fake))} rows stored" in summary
+
+
+def test_a_second_once_in_the_same_minute_adds_no_rows(settings: Settings, fake: FakeExchange) -> None:
+    fake.minute_ms = MINUTE
+    env = cli_env(settings)
+    assert run_cli("once", env=env).returncode == 0
+    again = run_cli("once", env=env)
+    assert again.returncode == 0
+    assert f"(0 new or changed, {len(served(fake))} unchanged)" in again.stderr
+    assert query(settings.database.url, "SELECT count(*) FROM open_interest") == [(len(served(fake)),)]
+
+
+def test_once_exits_1_when_a_pair_fails_and_keeps_the_others(settings: Settings, fake: FakeExchange) -> None:
+    fake.minute_ms = MINUTE
+    fake.inject(html_page(502), underlying="BTC", times=None)
+    result = run_cli("once", env=cli_env(settings))
+    assert result.returncode == 1
+    assert "HTTP 502 with an HTML page" in result.stderr
+    others = {row for row in served(fake) if not row[0].startswith("BTC-")}
+    assert others <= stored(settings.database.url)
+
+
+def test_a_config_error_exits_2_before_connecting_anywhere(
+    settings: Settings, fake: FakeExchange, tmp_path: Path
+) -> None:
+    config = tmp_path / "collector.toml"
+    config.write_text("[collect]\ninterval_s = -5\n")
+    result = run_cli("once", "--config", str(config), env=cli_env(settings))
+    assert result.returncode == 2
+    assert f"[collect] interval_s in {config}: must be greater than 0" in result.stderr
+    assert fake.requests == []
+
+
+def test_a_bad_env_var_names_itself(settings: Settings, fake: FakeExchange) -> None:
+    result = run_cli("once", env=cli_env(settings, OI_COLLECT_EXPIRIES="2512"))
+    assert result.returncode == 2
+    assert "env var OI_COLLECT_EXPIRIES" in result.stderr
+    assert fake.requests == []
+
+
+def test_check_config_prints_the_resolved_settings_with_the_password_masked(settings: Settings) -> None:
+    env = cli_env(settings)
+    env["OI_DATABASE_URL"] = "postgresql://collector:s3cret@db.example:5432/oi"
+    result = run_cli("check-config", env=env)
+    assert result.returncode == 0
+    assert 'url = "postgresql+psycopg://collector:***@db.example:5432/oi"' in result.stdout
+    assert "s3cret" not in result.stdout + result.stderr
+    assert f'base_url = "{settings.exchange.base_url}"' in result.stdout
+
+
+def test_python_dash_m_collector_is_the_same_command(settings: Settings) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "collector", "check-config"],
+        env=cli_env(settings),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert "[collect]" in result.stdout
+
+
+def test_run_migrates_collects_several_cycles_and_exits_0_on_sigterm(
+    settings: Settings, fake: FakeExchange, empty_database_url: str
+) -> None:
+    fake.minute_ms = MINUTE
+    env = cli_env(point_at(settings, empty_database_url), OI_COLLECT_INTERVAL_S="1", OI_COLLECT_OFFSET_S="0")
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).parent / "oi-collector"), "run"],
+        env=env,
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for step in range(1, 5):
+            time.sleep(1.1)
+            fake.minute_ms = MINUTE + step * 60_000
+        time.sleep(1.1)
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=30)
+    finally:
+        daemon.kill()
+    assert daemon.returncode == 0, stderr
+    assert "received SIGTERM: finishing the cycle in flight" in stderr
+    minutes = query(empty_database_url, "SELECT ts, count(*) FROM open_interest GROUP BY ts")
+    assert len(minutes) >= 3
+    assert {count for _, count in minutes} == {len(served(fake))}  # every cycle stored its whole snapshot
+    assert stderr.count(" pairs ok, 0 failed;") >= 3

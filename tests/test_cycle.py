@@ -1,0 +1,213 @@
+"""One collection cycle against the real fake exchange and a real database."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import Engine, text
+
+from collector.config import Settings
+from collector.cycle import CycleReport, collect_once
+from collector.sink.postgres import PostgresSink
+from tests.conftest import with_collect
+from tests.fake_exchange import (
+    FakeExchange,
+    Fault,
+    empty_list,
+    html_page,
+    http_error,
+    malformed_rows,
+    truncated_json,
+)
+
+
+def collect(settings: Settings, sink: PostgresSink) -> CycleReport:
+    return asyncio.run(collect_once(settings, sink))
+
+
+def stored_rows(engine: Engine) -> dict[str, tuple[str, Decimal, Decimal]]:
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT symbol, (extract(epoch FROM ts) * 1000)::bigint, open_interest, open_interest_usd"
+                " FROM open_interest"
+            )
+        )
+        return {row[0]: (str(row[1]), row[2], row[3]) for row in rows}
+
+
+def served(
+    fake: FakeExchange, pairs: list[tuple[str, str]] | None = None
+) -> dict[str, tuple[str, Decimal, Decimal]]:
+    rows = [row for pair in (pairs or fake.pairs()) for row in fake.rows_for(*pair)]
+    return {
+        row["symbol"]: (row["timestamp"], Decimal(row["sumOpenInterest"]), Decimal(row["sumOpenInterestUsd"]))
+        for row in rows
+    }
+
+
+def test_a_cycle_stores_exactly_what_the_exchange_served(
+    settings: Settings, sink: PostgresSink, engine: Engine, fake: FakeExchange
+) -> None:
+    fake.minute_ms = 1_764_585_060_000
+    report = collect(settings, sink)
+    assert report.ok
+    assert report.pairs_ok == len(fake.pairs())
+    assert stored_rows(engine) == served(fake)
+
+
+def test_a_second_cycle_in_the_same_minute_adds_nothing(
+    settings: Settings, sink: PostgresSink, engine: Engine, fake: FakeExchange
+) -> None:
+    fake.minute_ms = 1_764_585_060_000
+    first = collect(settings, sink)
+    second = collect(settings, sink)
+    assert first.written.written == len(served(fake))
+    assert (second.written.written, second.written.unchanged) == (0, len(served(fake)))
+    assert len(stored_rows(engine)) == len(served(fake))
+
+
+def test_pairs_are_fetched_concurrently_within_the_limit(
+    settings: Settings, sink: PostgresSink, fake: FakeExchange
+) -> None:
+    fake.delay_s = 0.05
+    collect(settings, sink)
+    assert fake.max_in_flight == settings.exchange.max_in_flight
+
+
+def test_malformed_rows_are_rejected_one_by_one_and_good_rows_kept(
+    settings: Settings,
+    sink: PostgresSink,
+    engine: Engine,
+    fake: FakeExchange,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fake.minute_ms = 1_764_585_060_000
+    bad = (
+        {
+            "symbol": "ETH-251226-NOPE-C",
+            "sumOpenInterest": "1",
+            "sumOpenInterestUsd": "1",
+            "timestamp": "1764585060000",
+        },
+        {
+            "symbol": "ETH-251226-9999-C",
+            "sumOpenInterest": "lots",
+            "sumOpenInterestUsd": "1",
+            "timestamp": "1764585060000",
+        },
+        {"symbol": "ETH-251226-9998-P", "sumOpenInterestUsd": "1", "timestamp": "1764585060000"},
+    )
+    fake.inject(malformed_rows(*bad), underlying="ETH", expiry="251226")
+    with caplog.at_level(logging.WARNING, logger="collector.cycle"):
+        report = collect(settings, sink)
+    assert report.rows_rejected == 3
+    assert report.ok  # the pair itself was fetched and every good row stored
+    assert stored_rows(engine) == served(fake)
+    lines = [record.getMessage() for record in caplog.records]
+    assert any("ETH 251226" in line and "ETH-251226-NOPE-C" in line and "'symbol'" in line for line in lines)
+    assert any("ETH-251226-9999-C" in line and "'sumOpenInterest'" in line for line in lines)
+    assert any(
+        "ETH-251226-9998-P" in line and "'sumOpenInterest'" in line and "missing" in line for line in lines
+    )
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (http_error(400, -1121, "Invalid symbol."), "HTTP 400, exchange code -1121: Invalid symbol."),
+        (
+            http_error(503, -1001, "Service Unavailable."),
+            "HTTP 503, exchange code -1001: Service Unavailable.",
+        ),
+        (html_page(200), "HTTP 200 with an HTML page"),
+        (html_page(502), "HTTP 502 with an HTML page"),
+        (truncated_json(), "HTTP 200 with a body that is not JSON"),
+        (http_error(200, -1000, "An unknown error occurred."), "HTTP 200, exchange code -1000"),
+    ],
+)
+def test_a_failing_pair_fails_alone(
+    settings: Settings,
+    sink: PostgresSink,
+    engine: Engine,
+    fake: FakeExchange,
+    caplog: pytest.LogCaptureFixture,
+    fault: object,
+    expected: str,
+) -> None:
+    fake.minute_ms = 1_764_585_060_000
+    fake.inject(fault, underlying="BTC", expiry="251226")  # type: ignore[arg-type]
+    with caplog.at_level(logging.ERROR, logger="collector.cycle"):
+        report = collect(settings, sink)
+    assert not report.ok
+    assert [str(outcome.pair) for outcome in report.outcomes if not outcome.ok] == ["BTC 251226"]
+    others = [pair for pair in fake.pairs() if pair != ("BTC", "251226")]
+    assert stored_rows(engine) == served(fake, others)
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("BTC 251226")]
+    assert expected in line
+
+
+def test_a_timeout_fails_only_that_pair(settings: Settings, sink: PostgresSink, fake: FakeExchange) -> None:
+    quick = replace(settings, exchange=replace(settings.exchange, timeout_s=0.3))
+    fake.inject(Fault(delay_s=1.0), underlying="SOL")
+    report = collect(quick, sink)
+    failed = [outcome for outcome in report.outcomes if not outcome.ok]
+    assert [outcome.pair.underlying for outcome in failed] == ["SOL"]
+    assert "timed out" in str(failed[0].error)
+
+
+def test_an_empty_answer_stores_nothing_for_that_pair_and_says_so(
+    settings: Settings, sink: PostgresSink, fake: FakeExchange, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.inject(empty_list(), underlying="XRP")
+    with caplog.at_level(logging.WARNING, logger="collector.cycle"):
+        collect(settings, sink)
+    assert any("XRP" in r.getMessage() and "no rows" in r.getMessage() for r in caplog.records)
+
+
+def test_explicit_expiries_poll_exactly_those(
+    settings: Settings, sink: PostgresSink, fake: FakeExchange
+) -> None:
+    expiries = sorted({expiry for _, expiry in fake.pairs()})[:2]
+    report = collect(with_collect(settings, underlyings=("BTC", "ETH"), expiries=tuple(expiries)), sink)
+    assert sorted((o.pair.underlying, o.pair.expiry) for o in report.outcomes) == sorted(
+        (underlying, expiry) for underlying in ("BTC", "ETH") for expiry in expiries
+    )
+
+
+def test_all_expiries_follow_the_listing_at_each_cycle(settings: Settings, sink: PostgresSink) -> None:
+    with FakeExchange({"BTC": ["251226"]}) as small:
+        pointed = replace(settings, exchange=replace(settings.exchange, base_url=small.base_url))
+        first = collect(with_collect(pointed, underlyings=("BTC",)), sink)
+        small.set_universe({"BTC": ["251226", "260102"]})
+        second = collect(with_collect(pointed, underlyings=("BTC",)), sink)
+    assert [str(o.pair) for o in first.outcomes] == ["BTC 251226"]
+    assert [str(o.pair) for o in second.outcomes] == ["BTC 251226", "BTC 260102"]
+
+
+def test_an_unlisted_underlying_is_named_beside_the_listed_ones(
+    settings: Settings, sink: PostgresSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="collector.cycle"):
+        report = collect(with_collect(settings, underlyings=("BTCUSDT", "ETH")), sink)
+    assert not report.ok
+    assert report.unlisted == ("BTCUSDT",)
+    assert report.pairs_ok > 0  # ETH was still collected
+    assert any(
+        "not listed by the exchange: BTCUSDT (listed: BNB, BTC, DOGE, ETH, SOL, XRP)" in r.getMessage()
+        for r in caplog.records
+    )
+
+
+def test_nothing_to_poll_is_a_failed_cycle(
+    settings: Settings, sink: PostgresSink, fake: FakeExchange
+) -> None:
+    fake.inject(html_page(503), path="/eapi/v1/exchangeInfo")
+    report = collect(settings, sink)
+    assert not report.ok
+    assert report.outcomes == []
+    assert report.problem is not None and "nothing to poll" in report.problem

@@ -1,0 +1,172 @@
+"""Migrations on a real PostgreSQL without TimescaleDB; the TimescaleDB path where TEST_TIMESCALEDB_URL is."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import inspect, text
+from sqlalchemy.engine import make_url
+
+from collector.config import DatabaseSettings, Settings
+from collector.errors import SchemaError
+from collector.migrate import migrate
+from collector.sink import timescale
+from collector.sink.postgres import make_engine
+
+
+def settings_for(url: str, mode: str = "auto") -> Settings:
+    return Settings(database=DatabaseSettings(url=url, timescaledb=mode))  # type: ignore[arg-type]
+
+
+def test_migrate_creates_the_documented_table(empty_database_url: str) -> None:
+    migrate(settings_for(empty_database_url))
+    engine = make_engine(empty_database_url)
+    inspector = inspect(engine)
+    columns = {column["name"]: str(column["type"]) for column in inspector.get_columns("open_interest")}
+    assert columns == {
+        "symbol": "TEXT",
+        "ts": "TIMESTAMP",
+        "underlying": "TEXT",
+        "expiry": "DATE",
+        "strike": "NUMERIC",
+        "side": "TEXT",
+        "open_interest": "NUMERIC",
+        "open_interest_usd": "NUMERIC",
+        "collected_at": "TIMESTAMP",
+    }
+    with engine.connect() as connection:
+        tz_columns = connection.execute(
+            text(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = 'open_interest'"
+                " AND data_type = 'timestamp with time zone' ORDER BY 1"
+            )
+        ).scalars()
+        assert list(tz_columns) == ["collected_at", "ts"]
+    assert inspector.get_pk_constraint("open_interest")["constrained_columns"] == ["symbol", "ts"]
+    assert sorted(index["name"] for index in inspector.get_indexes("open_interest")) == [
+        "open_interest_ts_brin",
+        "open_interest_underlying_expiry_ts",
+    ]
+    engine.dispose()
+
+
+def test_migrate_is_safe_to_run_again(empty_database_url: str) -> None:
+    migrate(settings_for(empty_database_url))
+    migrate(settings_for(empty_database_url))
+    engine = make_engine(empty_database_url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+    engine.dispose()
+
+
+def test_two_collectors_migrating_at_once_both_succeed(empty_database_url: str) -> None:
+    env = {**cli_env_without_oi(), "OI_DATABASE_URL": empty_database_url}
+    command = [str(Path(sys.executable).parent / "oi-collector"), "migrate"]
+    runs = [subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(run.wait(timeout=60), run.communicate()[1]) for run in runs]
+    assert [code for code, _ in results] == [0, 0], results
+    engine = make_engine(empty_database_url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+    engine.dispose()
+
+
+def cli_env_without_oi() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if not name.startswith("OI_")}
+
+
+@pytest.fixture
+def server_without_timescaledb(empty_database_url: str) -> str:
+    """This test's database, on a server that cannot give us TimescaleDB (else the test is skipped)."""
+    engine = make_engine(empty_database_url)
+    with engine.connect() as connection:
+        support = timescale.detect(connection)
+    engine.dispose()
+    if support.usable:
+        pytest.skip(f"the test server can use TimescaleDB ({support.reason}); this test needs one without")
+    return empty_database_url
+
+
+def test_auto_without_timescaledb_leaves_a_plain_table_and_says_why(
+    server_without_timescaledb: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    empty_database_url = server_without_timescaledb
+    with caplog.at_level(logging.WARNING, logger="collector.migrate"):
+        migrate(settings_for(empty_database_url, "auto"))
+    [line] = [r.getMessage() for r in caplog.records if r.name == "collector.migrate"]
+    assert line.startswith("open_interest stays a plain PostgreSQL table: ")
+    assert "timescaledb" in line
+
+
+def test_require_without_timescaledb_fails_clearly_and_creates_nothing(
+    server_without_timescaledb: str,
+) -> None:
+    empty_database_url = server_without_timescaledb
+    with pytest.raises(SchemaError, match=r'timescaledb = "require", but .*timescaledb'):
+        migrate(settings_for(empty_database_url, "require"))
+    engine = make_engine(empty_database_url)
+    assert not inspect(engine).has_table("open_interest")
+    engine.dispose()
+
+
+def test_off_never_touches_the_extension(empty_database_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="collector.migrate"):
+        migrate(settings_for(empty_database_url, "off"))
+    assert any('timescaledb = "off"' in r.getMessage() for r in caplog.records)
+
+
+# The TimescaleDB path: only where a real server with the extension is named.
+
+TIMESCALEDB_URL = os.environ.get("TEST_TIMESCALEDB_URL")
+needs_timescaledb = pytest.mark.skipif(
+    not TIMESCALEDB_URL,
+    reason="TEST_TIMESCALEDB_URL is not set: no server with the timescaledb extension to test against",
+)
+
+
+@pytest.fixture
+def timescaledb_url() -> Iterator[str]:
+    assert TIMESCALEDB_URL
+    admin = make_url(TIMESCALEDB_URL).set(drivername="postgresql")
+    name = f"oi_tsdb_test_{os.getpid()}"
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        connection.execute(f"CREATE DATABASE {name}")
+    yield admin.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
+    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as connection:
+        connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@needs_timescaledb
+@pytest.mark.parametrize("mode", ["auto", "require"])
+def test_timescaledb_makes_open_interest_a_hypertable(timescaledb_url: str, mode: str) -> None:
+    migrate(settings_for(timescaledb_url, mode))
+    migrate(settings_for(timescaledb_url, mode))
+    engine = make_engine(timescaledb_url)
+    with engine.connect() as connection:
+        dimension = connection.execute(
+            text(
+                "SELECT column_name, time_interval FROM timescaledb_information.dimensions"
+                " WHERE hypertable_name = 'open_interest'"
+            )
+        ).one()
+    engine.dispose()
+    assert dimension.column_name == "ts"
+    assert str(dimension.time_interval) == "1 day, 0:00:00"
+
+
+@needs_timescaledb
+def test_timescaledb_off_leaves_a_plain_table(timescaledb_url: str) -> None:
+    migrate(settings_for(timescaledb_url, "off"))
+    engine = make_engine(timescaledb_url)
+    with engine.connect() as connection:
+        created = connection.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).first()
+    engine.dispose()
+    assert created is None
