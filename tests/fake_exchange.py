@@ -4,6 +4,11 @@ Serves ``exchangeInfo``, ``openInterest``, ``time`` and ``ping`` with the exchan
 ``openInterest`` field a string, ``strikePrice`` with 8 decimals, ``expiryDate`` at 08:00 UTC) and the
 ``X-MBX-USED-WEIGHT-1M`` header; faults (error statuses, HTML pages, truncated JSON, malformed rows, delays,
 dropped connections) can be injected per path and pair. Values are deterministic per (symbol, minute).
+
+Given ``rate_limits``, it also counts REQUEST_WEIGHT per epoch-aligned window, sends one
+``X-MBX-USED-WEIGHT-{intervalNum}{letter}`` header per limit and (unless ``enforce=False``) answers like the
+exchange when a limit is broken: 429 with ``Retry-After``, then, after more than ``ban_after_429s`` of them
+in a window, 418 "banned until <ms>" for ``ban_s`` seconds. Injected faults win over rate limiting.
 Standard library only, so it can run anywhere the tests run.
 """
 
@@ -17,13 +22,14 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 EXCHANGE_INFO = "/eapi/v1/exchangeInfo"
@@ -336,6 +342,143 @@ def _missing(name: str) -> tuple[int, object]:
     return 400, _error(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
 
 
+# ---------------------------------------------------------------------------------------------- rate limits
+
+_INTERVAL_SECONDS: dict[str, int] = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
+_TOO_MANY = -1003  # the code of both the 429 and the 418 answers
+
+
+@dataclass
+class _Window:
+    """One REQUEST_WEIGHT limit and the weight used in its current window (windows aligned to the epoch)."""
+
+    interval: str  # SECOND, MINUTE, HOUR or DAY
+    interval_num: int
+    limit: int
+    window_id: int = -1  # floor(time / seconds)
+    used: int = 0
+    refused: int = 0  # requests answered 429 for breaking this limit in this window
+
+    @property
+    def seconds(self) -> int:
+        return _INTERVAL_SECONDS[self.interval] * self.interval_num
+
+    @property
+    def header(self) -> str:
+        return f"X-MBX-USED-WEIGHT-{self.interval_num}{self.interval[0]}"
+
+    def roll(self, now: float) -> None:
+        """Start a new count when ``now`` is in a later window."""
+        window_id = math.floor(now / self.seconds)
+        if window_id != self.window_id:
+            self.window_id, self.used, self.refused = window_id, 0, 0
+
+    def breaks(self, weight: int) -> bool:
+        return self.used + weight > self.limit
+
+    def seconds_left(self, now: float) -> int:
+        """Whole seconds until this window ends, rounded up (at least 1)."""
+        return max(1, math.ceil((self.window_id + 1) * self.seconds - now))
+
+    def too_many(self, ip: str) -> str:
+        return (
+            f"Too many requests; current limit of IP({ip}) is {self.limit} requests per {self.interval_num} "
+            f"{self.interval}. Please use WebSocket Streams for live updates to avoid polling the API."
+        )
+
+
+def _window(limit: Mapping[str, Any]) -> _Window:
+    """A REQUEST_WEIGHT entry of exchangeInfo's ``rateLimits`` → its window; ValueError if malformed."""
+    interval, num, value = limit.get("interval"), limit.get("intervalNum"), limit.get("limit")
+    if (
+        interval not in _INTERVAL_SECONDS
+        or not isinstance(num, int)
+        or num < 1
+        or not isinstance(value, int)
+        or value < 0
+    ):
+        raise ValueError(f"not a rate limit: {dict(limit)!r}")
+    return _Window(str(interval), num, value)
+
+
+def _weight_windows(rate_limits: list[dict[str, Any]]) -> list[_Window]:
+    """The windows of the REQUEST_WEIGHT limits (the others, ORDERS and the like, are only listed)."""
+    return [_window(limit) for limit in rate_limits if limit.get("rateLimitType") == "REQUEST_WEIGHT"]
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """The rate limiter's word on one request: serve it (status 200) or refuse it with 429 or 418."""
+
+    headers: dict[str, str]  # the used-weight headers, plus Retry-After on a refusal
+    status: int = 200
+    msg: str = ""
+
+    @property
+    def refused(self) -> bool:
+        return self.status != 200
+
+
+class _Limiter:
+    """Counts REQUEST_WEIGHT in every window and enforces the limits; callers hold the exchange's lock."""
+
+    def __init__(self, windows: list[_Window], *, enforce: bool, ban_after_429s: int, ban_s: float) -> None:
+        self.windows = windows
+        self.enforce = enforce
+        self.ban_after_429s = ban_after_429s
+        self.ban_s = ban_s
+        self.banned_until_ms: int | None = None
+        self._ban_due = False  # the next request starts a ban
+
+    def admit(self, weight: int, now: float, ip: str, *, exempt: bool) -> _Verdict:
+        """Count one request of ``weight`` arriving at ``now``; ``exempt`` ones (faults) are never refused."""
+        for window in self.windows:
+            window.roll(now)
+        if exempt or not self.enforce:
+            return self._serve(weight)
+        if self._banned(now) or self._ban_due:
+            return self._ban(now, ip)
+        broken = [window for window in self.windows if window.breaks(weight)]
+        return self._too_many(broken, now, ip) if broken else self._serve(weight)
+
+    def _banned(self, now: float) -> bool:
+        if self.banned_until_ms is not None and now * 1000 >= self.banned_until_ms:
+            self.banned_until_ms = None
+        return self.banned_until_ms is not None
+
+    def _count(self, weight: int) -> dict[str, str]:
+        for window in self.windows:
+            window.used += weight
+        return {window.header: str(window.used) for window in self.windows}
+
+    def _serve(self, weight: int) -> _Verdict:
+        return _Verdict(self._count(weight))
+
+    def _too_many(self, broken: list[_Window], now: float, ip: str) -> _Verdict:
+        """429, counting weight 1; more than ``ban_after_429s`` in a window make the next request a ban."""
+        for window in broken:
+            window.refused += 1
+        self._ban_due = any(window.refused > self.ban_after_429s for window in broken)
+        longest = max(broken, key=lambda window: window.seconds_left(now))
+        headers = {**self._count(1), "Retry-After": str(longest.seconds_left(now))}
+        return _Verdict(headers, 429, longest.too_many(ip))
+
+    def _ban(self, now: float, ip: str) -> _Verdict:
+        """418, counting weight 1; the first one starts the ban, the others keep its end."""
+        if self.banned_until_ms is None:
+            self.banned_until_ms = math.ceil((now + self.ban_s) * 1000)
+            self._ban_due = False
+            for window in self.windows:
+                window.refused = 0
+        until = self.banned_until_ms
+        retry_after = max(1, math.ceil(until / 1000 - now))
+        msg = (
+            f"Way too many requests; IP({ip}) banned until {until}. "
+            "Please use WebSocket Streams for live updates to avoid bans."
+        )
+        return _Verdict({**self._count(1), "Retry-After": str(retry_after)}, 418, msg)
+
+
 # ---------------------------------------------------------------------------------------------- server
 
 
@@ -406,7 +549,19 @@ class FakeExchange:
         *,
         delay_s: float = 0.0,
         minute_ms: int | None = None,
+        rate_limits: list[dict[str, Any]] | None = None,
+        enforce: bool | None = None,
+        ban_after_429s: int = 3,
+        ban_s: float = 5.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        """``rate_limits``: exchangeInfo's ``rateLimits`` to list, count and (``enforce``, by default when
+        given) enforce; None lists the usual ones and only counts ``X-MBX-USED-WEIGHT-1M``. ``clock`` (seconds
+        since the epoch) places requests in windows and bans."""
+        if rate_limits is None and enforce:
+            raise ValueError("enforce=True needs rate_limits")
+        if ban_after_429s < 0 or ban_s <= 0:
+            raise ValueError("ban_after_429s must be at least 0 and ban_s more than 0")
         self.set_universe(DEFAULT_UNIVERSE if universe is None else universe)
         self.delay_s = delay_s
         self.minute_ms = minute_ms
@@ -417,8 +572,14 @@ class FakeExchange:
         self._lock = threading.Lock()
         self._faults: list[_Injection] = []
         self._overrides: dict[str, tuple[str, str]] = {}
-        self._weight_minute = -1
-        self._weight = 0
+        self.clock = clock
+        self._rate_limits = _RATE_LIMITS if rate_limits is None else [dict(limit) for limit in rate_limits]
+        self._limiter = _Limiter(
+            _weight_windows(self._rate_limits[:1] if rate_limits is None else self._rate_limits),
+            enforce=rate_limits is not None if enforce is None else enforce,
+            ban_after_429s=ban_after_429s,
+            ban_s=ban_s,
+        )
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -538,6 +699,27 @@ class FakeExchange:
     def requests_to(self, path: str) -> list[Request]:
         return [request for request in list(self.requests) if request.path == path]
 
+    def count_status(self, status: int) -> int:
+        """How many requests were answered with ``status`` (``DROPPED``, 0: no answer, or still in flight)."""
+        return sum(1 for request in list(self.requests) if request.status == status)
+
+    # --------------------------------------------------------------------------------- rate limits
+
+    @property
+    def enforce(self) -> bool:
+        """Whether rate limits are enforced (429, 418) rather than only counted."""
+        return self._limiter.enforce
+
+    @enforce.setter
+    def enforce(self, value: bool) -> None:
+        with self._lock:
+            self._limiter.enforce = value
+
+    @property
+    def banned_until_ms(self) -> int | None:
+        """The end of the current (or last, until the next request) ban, ms since the epoch; None if none."""
+        return self._limiter.banned_until_ms
+
     def _opened(self, connection: socket.socket) -> None:
         with self._lock:
             self._connections.add(connection)
@@ -546,18 +728,15 @@ class FakeExchange:
         with self._lock:
             self._connections.discard(connection)
 
-    def _arrive(self, path: str, params: dict[str, str]) -> tuple[int, int]:
-        """Record the request and count it; its index in ``requests`` and the minute's weight so far."""
-        now = time.time()
+    def _arrive(self, path: str, params: dict[str, str], ip: str, *, faulted: bool) -> tuple[int, _Verdict]:
+        """Record the request and count its weight; its index in ``requests`` and the rate limiter's word."""
+        now = self.clock()
         with self._lock:
-            minute = int(now // 60)
-            if minute != self._weight_minute:
-                self._weight_minute, self._weight = minute, 0
-            self._weight += WEIGHTS.get(path, 1)
+            verdict = self._limiter.admit(WEIGHTS.get(path, 1), now, ip, exempt=faulted)
             self.requests.append(Request(path, params, time.monotonic()))
             self._in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self._in_flight)
-            return len(self.requests) - 1, self._weight
+            return len(self.requests) - 1, verdict
 
     def _leave(self, index: int, status: int) -> None:
         with self._lock:
@@ -567,13 +746,14 @@ class FakeExchange:
     def _serve(self, handler: _Handler) -> None:
         url = urlsplit(handler.path)
         params = dict(parse_qsl(url.query, keep_blank_values=True))
-        index, weight = self._arrive(url.path, params)
+        fault = self._take_fault(url.path, params)
+        ip = str(handler.client_address[0])
+        index, verdict = self._arrive(url.path, params, ip, faulted=fault is not None)
         reply: _Reply | None = None
         try:
-            fault = self._take_fault(url.path, params)
             self._stopping.wait(self.delay_s + (fault.delay_s if fault else 0.0))
             dropped = (fault is not None and fault.drop_connection) or self._stopping.is_set()
-            reply = None if dropped else self._reply(url.path, params, fault, weight)
+            reply = None if dropped else self._reply(url.path, params, fault, verdict)
         finally:
             self._leave(index, DROPPED if reply is None else reply.status)
         if reply is None:
@@ -583,7 +763,11 @@ class FakeExchange:
 
     # --------------------------------------------------------------------------------- answers
 
-    def _reply(self, path: str, params: dict[str, str], fault: Fault | None, weight: int) -> _Reply:
+    def _reply(self, path: str, params: dict[str, str], fault: Fault | None, verdict: _Verdict) -> _Reply:
+        if verdict.refused:
+            body = _dumps(_error(_TOO_MANY, verdict.msg))
+            headers = {"Content-Type": _JSON, "Content-Length": str(len(body)), **verdict.headers}
+            return _Reply(verdict.status, body, headers)
         status, value = self._answer(path, params)
         content_type = _JSON
         if fault is not None and fault.body is not None:
@@ -597,7 +781,7 @@ class FakeExchange:
             if fault is not None and fault.status != 200:
                 status = fault.status
             body = _dumps(value)
-        headers = {"Content-Type": content_type, "Content-Length": str(len(body)), WEIGHT_HEADER: str(weight)}
+        headers = {"Content-Type": content_type, "Content-Length": str(len(body)), **verdict.headers}
         if fault is not None:
             headers = _merge_headers(headers, fault.headers)
         return _Reply(status, body, headers)
@@ -630,7 +814,7 @@ class FakeExchange:
             "optionContracts": [_contract(underlying) for underlying in self.universe],
             "optionAssets": [{"name": "USDT"}],
             "optionSymbols": [_option_symbol(option) for option in _flatten(self._options.values())],
-            "rateLimits": _RATE_LIMITS,
+            "rateLimits": [dict(limit) for limit in self._rate_limits],
         }
 
 

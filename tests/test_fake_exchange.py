@@ -1,14 +1,18 @@
-"""The fake exchange behaves like the real one, over real HTTP: shapes, values, errors, faults, weight."""
+"""The fake exchange behaves like the real one, over real HTTP: shapes, values, errors, faults, weight and
+rate limits."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -328,3 +332,196 @@ def test_stop_hangs_up_pooled_connections() -> None:
             http.get(PING)
         with pytest.raises(RuntimeError):
             _ = exchange.base_url
+
+
+# ------------------------------------------------------------------------------------------- rate limits
+
+T0 = 1_766_736_000.0  # 2025-12-26 08:00:00 UTC: where a 2 s, a minute and an hour window all start
+TWO_SECONDS = {"rateLimitType": "REQUEST_WEIGHT", "interval": "SECOND", "intervalNum": 2, "limit": 20}
+TOO_MANY = (
+    "Too many requests; current limit of IP(127.0.0.1) is 20 requests per 2 SECOND. "
+    "Please use WebSocket Streams for live updates to avoid polling the API."
+)
+USED_2S = "X-MBX-USED-WEIGHT-2S"
+
+
+class Clock:
+    """A clock the test sets, in seconds since the epoch."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(T0 + 0.25)
+
+
+@contextmanager
+def limited(
+    clock: Clock,
+    limits: list[dict[str, Any]],
+    *,
+    enforce: bool | None = None,
+    ban_after_429s: int = 3,
+    ban_s: float = 5.0,
+) -> Iterator[FakeExchange]:
+    """A fake exchange with these rate limits, on ``clock``."""
+    fake = FakeExchange(
+        minute_ms=MINUTE,
+        rate_limits=limits,
+        enforce=enforce,
+        ban_after_429s=ban_after_429s,
+        ban_s=ban_s,
+        clock=clock,
+    )
+    with fake:
+        yield fake
+    assert fake.server_errors == []
+
+
+def used(response: httpx.Response) -> dict[str, str]:
+    """The used-weight headers, by name as sent."""
+    raw = [(name.decode(), value.decode()) for name, value in response.headers.raw]
+    return {name: value for name, value in raw if name.lower().startswith("x-mbx-used-weight")}
+
+
+def ping(client: httpx.Client, times: int = 1) -> list[int]:
+    return [client.get(PING).status_code for _ in range(times)]
+
+
+def test_default_rate_limits_are_listed_and_counted_not_enforced(client: httpx.Client) -> None:
+    response = client.get(EXCHANGE_INFO)
+    assert [limit["rateLimitType"] for limit in response.json()["rateLimits"]] == ["REQUEST_WEIGHT", "ORDERS"]
+    assert list(used(response)) == [WEIGHT_HEADER]
+    with pytest.raises(ValueError):
+        FakeExchange(enforce=True)
+    with pytest.raises(ValueError):
+        FakeExchange(rate_limits=[{"rateLimitType": "REQUEST_WEIGHT", "interval": "WEEK", "intervalNum": 1}])
+
+
+def test_used_weight_header_per_window_and_windows_reset(clock: Clock) -> None:
+    limits: list[dict[str, Any]] = [
+        TWO_SECONDS,
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 2400},
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "HOUR", "intervalNum": 1, "limit": 100_000},
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "DAY", "intervalNum": 1, "limit": 1_000_000},
+        {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
+    ]
+    names = ["X-MBX-USED-WEIGHT-2S", "X-MBX-USED-WEIGHT-1M", "X-MBX-USED-WEIGHT-1H", "X-MBX-USED-WEIGHT-1D"]
+
+    def weights() -> list[int]:
+        response = client.get(PING)
+        assert list(used(response)) == names  # one header per REQUEST_WEIGHT limit, nothing for ORDERS
+        return [int(value) for value in used(response).values()]
+
+    with limited(clock, limits) as fake, httpx.Client(base_url=fake.base_url, timeout=2.0) as client:
+        info = client.get(EXCHANGE_INFO)
+        assert info.json()["rateLimits"] == limits
+        assert [int(value) for value in used(info).values()] == [1, 1, 1, 1]  # the request itself counts
+        assert weights() == [2, 2, 2, 2]
+        clock.now = T0 + 1.999
+        assert weights() == [3, 3, 3, 3]
+        clock.now = T0 + 2.0  # a new 2 s window
+        assert weights() == [1, 4, 4, 4]
+        clock.now = T0 + 60
+        assert weights() == [1, 1, 5, 5]
+        clock.now = T0 + 3600
+        assert weights() == [1, 1, 1, 6]
+        clock.now = T0 + 16 * 3600  # midnight UTC
+        assert weights() == [1, 1, 1, 1]
+
+
+def test_over_the_limit_is_429_with_retry_after(clock: Clock) -> None:
+    with limited(clock, [TWO_SECONDS]) as fake, httpx.Client(base_url=fake.base_url, timeout=2.0) as client:
+        assert ping(client, 20) == [200] * 20
+        refused = client.get(PING)
+        assert refused.status_code == 429
+        assert refused.json() == {"code": -1003, "msg": TOO_MANY}
+        assert refused.headers["Retry-After"] == "2"  # 1.75 s left in the window, rounded up
+        assert refused.headers[USED_2S] == "21"  # the 429 counts weight 1
+        clock.now = T0 + 1.5
+        later = open_interest(client)
+        assert (later.status_code, later.headers["Retry-After"], later.headers[USED_2S]) == (429, "1", "22")
+        clock.now = T0 + 2.0
+        fresh = open_interest(client)
+        assert (fresh.status_code, fresh.headers[USED_2S]) == (200, "1")
+        assert "Retry-After" not in fresh.headers
+        assert fresh.json() == fake.rows_for("ETH", "251226")
+        assert (fake.count_status(429), fake.count_status(200)) == (2, 21)
+        assert fake.requests[-1].status == 200
+
+
+def test_limits_counted_but_not_enforced(clock: Clock) -> None:
+    with limited(clock, [TWO_SECONDS], enforce=False) as fake:
+        with httpx.Client(base_url=fake.base_url, timeout=2.0) as client:
+            assert ping(client, 24) == [200] * 24
+            assert client.get(PING).headers[USED_2S] == "25"
+        assert fake.count_status(429) == 0
+
+
+def test_repeated_429s_get_the_ip_banned_until_the_ban_ends(clock: Clock) -> None:
+    with limited(clock, [TWO_SECONDS], ban_after_429s=3, ban_s=5.0) as fake:
+        with httpx.Client(base_url=fake.base_url, timeout=2.0) as client:
+            assert ping(client, 20) == [200] * 20
+            assert ping(client, 4) == [429] * 4  # more than 3 in the window ...
+            banned = client.get(PING)  # ... and the next request is banned
+            until = math.ceil((T0 + 0.25 + 5.0) * 1000)
+            message = (
+                f"Way too many requests; IP(127.0.0.1) banned until {until}. "
+                "Please use WebSocket Streams for live updates to avoid bans."
+            )
+            assert banned.status_code == 418
+            assert banned.json() == {"code": -1003, "msg": message}
+            assert banned.headers["Retry-After"] == "5"
+            assert fake.banned_until_ms == until
+            clock.now = T0 + 4.0  # a new window does not end the ban, nor move it
+            during = open_interest(client)
+            assert (during.status_code, during.json()["msg"]) == (418, message)
+            assert (during.headers["Retry-After"], during.headers[USED_2S]) == ("2", "1")
+            clock.now = until / 1000 - 0.001
+            assert ping(client) == [418]
+            clock.now = until / 1000
+            assert ping(client) == [200]
+            assert fake.banned_until_ms is None
+        assert [fake.count_status(status) for status in (200, 429, 418)] == [21, 4, 3]
+
+
+def test_faults_win_over_rate_limits_and_still_count(clock: Clock) -> None:
+    one_second = {"rateLimitType": "REQUEST_WEIGHT", "interval": "SECOND", "intervalNum": 1, "limit": 2}
+    with limited(clock, [one_second], ban_after_429s=0) as fake:
+        with httpx.Client(base_url=fake.base_url, timeout=2.0) as client:
+            assert ping(client, 2) == [200, 200]
+            fake.inject(http_error(503, -1001, "Service Unavailable."))
+            faulted = open_interest(client)
+            assert (faulted.status_code, faulted.headers["X-MBX-USED-WEIGHT-1S"]) == (503, "3")
+            assert ping(client) == [429]  # more than 0 429s: the next request starts a ban
+            fake.inject(Fault(drop_connection=True))
+            with pytest.raises(httpx.TransportError):
+                open_interest(client)
+            assert ping(client) == [418]
+            fake.inject(empty_list())
+            during_ban = open_interest(client)
+            assert (during_ban.status_code, during_ban.json()) == (200, [])
+            assert during_ban.headers["X-MBX-USED-WEIGHT-1S"] == "7"
+        assert [fake.count_status(status) for status in (200, 503, 429, 418, 0)] == [3, 1, 1, 1, 1]
+
+
+def test_windows_follow_the_wall_clock() -> None:
+    limits: list[dict[str, Any]] = [
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "SECOND", "intervalNum": 1, "limit": 3}
+    ]
+    fake = FakeExchange(minute_ms=MINUTE, rate_limits=limits)
+    with fake, httpx.Client(base_url=fake.base_url, timeout=2.0) as client:
+        second = math.floor(time.time())
+        responses = [client.get(PING) for _ in range(4)]
+        if math.floor(time.time()) == second:  # all in one window
+            assert [r.status_code for r in responses] == [200, 200, 200, 429]
+            assert [r.headers["X-MBX-USED-WEIGHT-1S"] for r in responses] == ["1", "2", "3", "4"]
+            assert responses[-1].headers["Retry-After"] == "1"
+        time.sleep(math.floor(time.time()) + 1.005 - time.time())  # into the next second
+        fresh = client.get(PING)
+        assert (fresh.status_code, fresh.headers["X-MBX-USED-WEIGHT-1S"]) == (200, "1")
