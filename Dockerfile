@@ -24,10 +24,13 @@ COPY config/collector.toml /etc/oi-collector/collector.toml
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    OI_CONFIG=/etc/oi-collector/collector.toml
+    OI_CONFIG=/etc/oi-collector/collector.toml \
+    OI_SPOOL_DIR=/var/lib/oi-collector/spool
 
-# The collector writes nothing to disk: an unprivileged user without a home directory is enough.
-RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin collector
+# An unprivileged user; it writes only the spool (batches waiting for the database, the exchange-ban state),
+# which compose keeps on a named volume. Docker copies this directory's owner into a new, empty volume.
+RUN useradd --system --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin collector \
+    && install -d -o 10001 -g 10001 /var/lib/oi-collector/spool
 USER 10001:10001
 
 # `docker compose run --rm collector once` (or migrate, check-config) replaces only the subcommand.

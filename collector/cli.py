@@ -7,10 +7,19 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from collector.config import KEYS, Settings, load_settings
-from collector.errors import ConfigError, SinkError
+from collector.errors import ConfigError, SchemaError, SinkError
+
+if TYPE_CHECKING:
+    from collector.sink.postgres import Gap
+    from collector.sink.store import Store
+    from collector.source.gate import ExchangeGate
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
 log = logging.getLogger("collector")
@@ -34,7 +43,23 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", parents=[common], help="migrate, then collect on the schedule")
     run.add_argument("--no-migrate", action="store_true", help="do not migrate before collecting")
     commands.add_parser("check-config", parents=[common], help="print the resolved configuration")
+    gaps = commands.add_parser("gaps", parents=[common], help="list minutes with no snapshot (exit 1: any)")
+    gaps.add_argument("--since", default="24h", type=age_text, help="how far back: 90m, 24h or 7d")
     return parser
+
+
+def age_text(text: str) -> str:
+    parse_age(text)
+    return text
+
+
+def parse_age(text: str) -> timedelta:
+    """``90m``, ``24h``, ``7d`` → timedelta."""
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    number, unit = text[:-1], text[-1:].lower()
+    if unit not in units or not number.isdigit() or int(number) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an age such as 90m, 24h or 7d")
+    return timedelta(**{units[unit]: int(number)})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,27 +87,76 @@ def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
 
 def cmd_once(settings: Settings, _args: argparse.Namespace) -> int:
     from collector.cycle import collect_once
-    from collector.sink.postgres import PostgresSink, make_engine
 
-    engine = make_engine(settings.database.url)
-    try:
-        report = asyncio.run(collect_once(settings, PostgresSink(engine)))
-    finally:
-        engine.dispose()
-    return EXIT_OK if report.ok else EXIT_FAILED
+    with open_store(settings) as (store, gate):
+        report = asyncio.run(collect_once(settings, store, gate))
+    return EXIT_OK if report.ok and report.stored else EXIT_FAILED
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    from collector.schedule import run_daemon
-    from collector.sink.postgres import PostgresSink, make_engine
+    from collector.migrate import migrate
+    from collector.schedule import Daemon
 
-    if not args.no_migrate:
-        cmd_migrate(settings, args)
+    def migrate_when_reachable() -> bool:
+        try:
+            migrate(settings)
+        except SchemaError:
+            raise
+        except SinkError as error:
+            log.error("%s; collecting into the spool meanwhile, migrating when the database is back", error)
+            return False
+        return True
+
+    prepare = None if args.no_migrate or migrate_when_reachable() else migrate_when_reachable
+    with open_store(settings) as (store, gate):
+        return Daemon(settings, store, gate, prepare).run()
+
+
+@contextmanager
+def open_store(settings: Settings) -> Iterator[tuple[Store, ExchangeGate]]:
+    """The spool-backed store and the exchange gate, as every collecting command uses them."""
+    from collector.sink.postgres import PostgresSink, make_engine
+    from collector.sink.spool import Spool
+    from collector.sink.store import Store
+    from collector.source.gate import ExchangeGate
+
+    spool = settings.spool
     engine = make_engine(settings.database.url)
     try:
-        return run_daemon(settings, PostgresSink(engine))
+        store = Store(PostgresSink(engine), Spool(spool.dir, spool.max_bytes))
+        yield store, ExchangeGate(spool.dir / "exchange-ban.json")
     finally:
         engine.dispose()
+
+
+def cmd_gaps(settings: Settings, args: argparse.Namespace) -> int:
+    from collector.sink.postgres import coverage_gaps, make_engine
+
+    engine = make_engine(settings.database.url)
+    try:
+        gaps = coverage_gaps(engine, parse_age(args.since))
+    finally:
+        engine.dispose()
+    if not gaps:
+        print(f"no gaps in the last {args.since}: every pair has a snapshot for every minute")
+        return EXIT_OK
+    print(render_gaps(gaps))
+    missing = sum(gap.minutes_missing for gap in gaps)
+    print(f"\n{len(gaps)} gaps, {missing} pair-minutes missing in the last {args.since}")
+    return EXIT_FAILED
+
+
+def render_gaps(gaps: Sequence[Gap]) -> str:
+    header = ("pair", "gap start (UTC)", "gap end (UTC)", "minutes missing")
+    minute = "%Y-%m-%d %H:%M"
+    rows = [
+        (f"{gap.underlying} {gap.expiry:%y%m%d}", f"{gap.gap_start:{minute}}", f"{gap.gap_end:{minute}}",
+         str(gap.minutes_missing))
+        for gap in gaps
+    ]  # fmt: skip
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+                     for row in [header, *rows])  # fmt: skip
 
 
 def cmd_check_config(settings: Settings, _args: argparse.Namespace) -> int:
@@ -108,7 +182,7 @@ def render_settings(settings: Settings) -> str:
 def _toml_value(value: object) -> str:
     if value is None:
         return '"all"'
-    if isinstance(value, str):
+    if isinstance(value, str | Path):
         return f'"{value}"'
     if isinstance(value, tuple):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
@@ -129,4 +203,10 @@ def configure_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-COMMANDS = {"migrate": cmd_migrate, "once": cmd_once, "run": cmd_run, "check-config": cmd_check_config}
+COMMANDS = {
+    "migrate": cmd_migrate,
+    "once": cmd_once,
+    "run": cmd_run,
+    "check-config": cmd_check_config,
+    "gaps": cmd_gaps,
+}

@@ -38,6 +38,7 @@ class CollectSettings:
     expiries: tuple[str, ...] | None = None  # None: every expiry exchangeInfo lists, re-read at each cycle
     interval_s: int = 60
     offset_s: float = 10.0
+    shutdown_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +51,21 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SpoolSettings:
+    dir: Path = Path("spool")
+    max_mb: float = 512.0
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_mb * 1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     exchange: ExchangeSettings = field(default_factory=ExchangeSettings)
     collect: CollectSettings = field(default_factory=CollectSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    spool: SpoolSettings = field(default_factory=SpoolSettings)
     source: str = "defaults"
 
 
@@ -132,6 +144,10 @@ def _expiries(value: object) -> tuple[str, ...] | None:
     return tuple(sorted(set(items)))
 
 
+def _path(value: object) -> Path:
+    return Path(_text(value))
+
+
 def _base_url(value: object) -> str:
     url = _text(value).rstrip("/")
     if not re.match(r"https?://[^/\s]+", url):
@@ -178,8 +194,11 @@ KEYS: tuple[_Key, ...] = (
     _Key("collect", "expiries", _expiries),
     _Key("collect", "interval_s", _positive_int),
     _Key("collect", "offset_s", _non_negative_number),
+    _Key("collect", "shutdown_timeout_s", _positive_number),
     _Key("database", "url", _database_url),
     _Key("database", "timescaledb", _timescale_mode),
+    _Key("spool", "dir", _path),
+    _Key("spool", "max_mb", _positive_number),
 )
 ENV_VARS_OUTSIDE_FILE = ("OI_CONFIG",)
 
@@ -201,7 +220,7 @@ def load_settings(cli_path: str | None = None, env: Mapping[str, str] | None = N
     source = str(path) if document is not None else "defaults"
     _reject_unknown_file_keys(document or {}, path)
     _reject_unknown_env_vars(env)
-    sections: dict[str, dict[str, Any]] = {"exchange": {}, "collect": {}, "database": {}}
+    sections: dict[str, dict[str, Any]] = {"exchange": {}, "collect": {}, "database": {}, "spool": {}}
     origins: dict[str, str] = {}
     for key in KEYS:
         if key.env_var in env:
@@ -216,6 +235,7 @@ def load_settings(cli_path: str | None = None, env: Mapping[str, str] | None = N
         exchange=ExchangeSettings(**sections["exchange"]),
         collect=CollectSettings(**sections["collect"]),
         database=DatabaseSettings(**sections["database"]),
+        spool=SpoolSettings(**sections["spool"]),
         source=source,
     )
     _check_offset(settings.collect, origins)

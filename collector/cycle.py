@@ -1,22 +1,22 @@
-"""One collection cycle: which pairs, fetch them concurrently, normalise, write, report what happened."""
+"""One collection cycle: which pairs, fetch them concurrently, normalise, spool and write, report."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import httpx
 
 from collector.config import CollectSettings, Settings
-from collector.errors import ExchangeError, SinkError
-from collector.normalise import Listing, normalise_rows, parse_listing
-from collector.records import OpenInterest, Pair
-from collector.sink.postgres import PostgresSink, WriteResult
+from collector.errors import ExchangeError, NotSentError
+from collector.normalise import Listing, normalise_rows, parse_expiry, parse_listing
+from collector.records import Batch, OpenInterest, Pair, PairRun, RunStatus
+from collector.sink.store import Committed, Store
 from collector.source.binance import BinanceOptions
+from collector.source.gate import ExchangeGate
 
 log = logging.getLogger("collector.cycle")
 USER_AGENT = "oi-collector/0.1 (+open-interest history)"
@@ -30,11 +30,34 @@ class PairOutcome:
     records: list[OpenInterest] = field(repr=False)
     rejected: int = 0
     error: ExchangeError | None = None
+    attempts: int = 1
     duration_s: float = 0.0
 
     @property
     def ok(self) -> bool:
         return self.error is None
+
+    @property
+    def status(self) -> RunStatus:
+        if self.error is not None:
+            return "failed"
+        return "partial" if self.rejected else "ok"
+
+    def run(self, cycle_start: datetime) -> PairRun:
+        error = self.error
+        return PairRun(
+            cycle_start=cycle_start,
+            underlying=self.pair.underlying,
+            expiry=parse_expiry(self.pair.expiry),
+            status=self.status,
+            snapshot_ts=max((record.ts for record in self.records), default=None),
+            rows_stored=len(self.records),
+            rows_rejected=self.rejected,
+            http_status=error.status if error else None,
+            error_code=error.code if error else None,
+            error_message=(error.exchange_message or str(error)) if error else None,
+            duration_ms=round(self.duration_s * 1000),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +68,8 @@ class CycleReport:
     outcomes: list[PairOutcome]
     unlisted: tuple[str, ...]
     problem: str | None  # why the cycle as a whole failed (nothing to poll, database down)
-    written: WriteResult
+    committed: Committed | None
+    used_weight: int | None
     duration_s: float
 
     @property
@@ -61,18 +85,33 @@ class CycleReport:
         return sum(outcome.rejected for outcome in self.outcomes)
 
     @property
+    def rows_fetched(self) -> int:
+        return sum(len(outcome.records) for outcome in self.outcomes)
+
+    @property
+    def stored(self) -> bool:
+        return self.committed is not None and self.committed.written is not None
+
+    @property
     def ok(self) -> bool:
         return bool(self.outcomes) and not self.pairs_failed and not self.unlisted and self.problem is None
 
     def summary(self) -> str:
-        written, unchanged = self.written.written, self.written.unchanged
         line = (
             f"cycle {self.started_at:%Y-%m-%d %H:%M:%S}Z: {self.pairs_ok} pairs ok,"
-            f" {self.pairs_failed} failed; {written + unchanged} rows stored"
-            f" ({written} new or changed, {unchanged} unchanged), {self.rows_rejected} rejected,"
-            f" in {self.duration_s:.2f} s"
+            f" {self.pairs_failed} failed; {self._rows()}, {self.rows_rejected} rejected,"
+            f" in {self.duration_s:.2f} s; exchange weight used: {self.used_weight}"
         )
         return f"{line}; FAILED: {self.problem}" if self.problem else line
+
+    def _rows(self) -> str:
+        committed = self.committed
+        if committed is not None and committed.written is not None:
+            written, unchanged = committed.written.written, committed.written.unchanged
+            return f"{written + unchanged} rows stored ({written} new or changed, {unchanged} unchanged)"
+        if committed is not None and committed.spooled:
+            return f"{self.rows_fetched} rows kept in the spool, not yet stored"
+        return f"{self.rows_fetched} rows fetched, none stored"
 
 
 def make_http_client(settings: Settings) -> httpx.AsyncClient:
@@ -84,28 +123,55 @@ def make_http_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
-async def collect_once(settings: Settings, sink: PostgresSink) -> CycleReport:
-    """One cycle with a client of its own: what ``once`` and the daemon call."""
+async def collect_once(
+    settings: Settings, store: Store, gate: ExchangeGate, deadline: float | None = None
+) -> CycleReport:
+    """One cycle with an HTTP client of its own; nothing is sent or waited for past ``deadline`` (epoch s,
+    by default one interval from now)."""
+    if deadline is None:
+        deadline = time.time() + settings.collect.interval_s
     async with make_http_client(settings) as http:
-        return await run_cycle(settings, BinanceOptions(http, settings.exchange.base_url), sink)
+        exchange = BinanceOptions(http, settings.exchange.base_url, gate, deadline)
+        return await run_cycle(settings, exchange, store)
 
 
-async def run_cycle(settings: Settings, exchange: BinanceOptions, sink: PostgresSink) -> CycleReport:
+async def run_cycle(settings: Settings, exchange: BinanceOptions, store: Store) -> CycleReport:
     started_at, started = datetime.now(UTC), time.monotonic()
     pairs, unlisted, problem = await _pairs_to_poll(settings.collect, exchange)
     limit = asyncio.Semaphore(settings.exchange.max_in_flight)
     outcomes = list(await asyncio.gather(*(_fetch(exchange, pair, limit) for pair in pairs)))
-    written, write_problem = _write(sink, [record for outcome in outcomes for record in outcome.records])
+    _say_not_sent(outcomes)
+    committed = None
+    if outcomes:
+        batch = Batch(
+            runs=[outcome.run(started_at) for outcome in outcomes],
+            records=[record for outcome in outcomes for record in outcome.records],
+        )
+        committed = await asyncio.to_thread(store.commit, batch)
+        if committed.problem is not None:
+            problem = problem or _storage_problem(committed, len(batch.records), store)
+    weight = exchange.gate.used_weight
     report = CycleReport(
         started_at=started_at,
         outcomes=outcomes,
         unlisted=unlisted,
-        problem=problem or write_problem,
-        written=written,
+        problem=problem,
+        committed=committed,
+        used_weight=weight.used if weight else None,
         duration_s=time.monotonic() - started,
     )
     (log.info if report.ok else log.error)(report.summary())
     return report
+
+
+def _storage_problem(committed: Committed, rows: int, store: Store) -> str:
+    if not committed.spooled:
+        return f"{committed.lost_rows} rows LOST: spool full and database unavailable ({committed.problem})"
+    pending = len(store.spool.pending())
+    return (
+        f"database unavailable ({committed.problem}); this cycle's {rows} rows are in the spool"
+        f" ({pending} batches waiting) and will be written when it is back"
+    )
 
 
 async def _pairs_to_poll(
@@ -145,24 +211,26 @@ async def _fetch(exchange: BinanceOptions, pair: Pair, limit: asyncio.Semaphore)
     async with limit:
         started = time.monotonic()
         try:
-            rows = await exchange.open_interest(pair)
+            answer = await exchange.open_interest(pair)
         except ExchangeError as error:
-            log.error("%s: %s; this pair failed this cycle, the others go on", pair, error)
-            return PairOutcome(pair, [], error=error, duration_s=time.monotonic() - started)
+            if not isinstance(error, NotSentError):  # those are said once for the whole cycle
+                log.error("%s: %s; this pair failed this cycle, the others go on", pair, error)
+            elapsed = time.monotonic() - started
+            return PairOutcome(pair, [], error=error, attempts=error.attempts, duration_s=elapsed)
         received_at = datetime.now(UTC)
+    rows = answer.body
+    assert isinstance(rows, list)
     normalised = normalise_rows(rows, received_at)
     for rejection in normalised.rejections:
         log.warning("%s: rejected a row, %s; the other rows are kept", pair, rejection)
     if not rows:
         log.warning("%s: the exchange returned no rows", pair)
-    return PairOutcome(
-        pair, normalised.records, len(normalised.rejections), duration_s=time.monotonic() - started
-    )
+    elapsed = time.monotonic() - started
+    return PairOutcome(pair, normalised.records, len(normalised.rejections), None, answer.attempts, elapsed)
 
 
-def _write(sink: PostgresSink, records: Sequence[OpenInterest]) -> tuple[WriteResult, str | None]:
-    try:
-        return sink.write(records), None
-    except SinkError as error:
-        log.error("could not store %d rows: %s", len(records), error)
-        return WriteResult(0, 0), f"{len(records)} rows not stored: {error}"
+def _say_not_sent(outcomes: list[PairOutcome]) -> None:
+    held = [outcome for outcome in outcomes if isinstance(outcome.error, NotSentError)]
+    if held:
+        reason = str(held[0].error).split(": not sent: ", 1)[-1]
+        log.error("%d pairs not polled this cycle: %s", len(held), reason)

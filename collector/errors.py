@@ -41,10 +41,15 @@ class ExchangeError(CollectorError):
         self.exchange_message = exchange_message
         self.retry_after_s = retry_after_s
         self.banned_until = banned_until
+        self.attempts = 1
 
 
 class RetriableExchangeError(ExchangeError):
     """Trying again later may succeed: rate limits, bans, 5xx, network trouble."""
+
+
+class NotSentError(RetriableExchangeError):
+    """We held the request back: the IP is banned, rate-limited, or out of weight until past the deadline."""
 
 
 class FatalExchangeError(ExchangeError):

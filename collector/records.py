@@ -56,3 +56,31 @@ class Rejection:
 
     def __str__(self) -> str:
         return f"symbol {self.symbol or '?'}: field {self.field!r} {self.reason}"
+
+
+RunStatus = Literal["ok", "partial", "failed", "spooled"]
+
+
+@dataclass(frozen=True, slots=True)
+class PairRun:
+    """One row of table ``collection_runs``: what one cycle did for one pair."""
+
+    cycle_start: datetime
+    underlying: str
+    expiry: date
+    status: RunStatus
+    snapshot_ts: datetime | None  # the exchange minute stored; None when nothing was
+    rows_stored: int
+    rows_rejected: int
+    http_status: int | None
+    error_code: int | None
+    error_message: str | None
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What one cycle hands to the sink: the rows and the journal of how they were fetched."""
+
+    runs: list[PairRun]
+    records: list[OpenInterest]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -14,10 +16,12 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from collector.config import Settings
 from collector.cycle import collect_once
-from collector.sink.postgres import PostgresSink
+from collector.sink.store import Store
+from collector.source.gate import ExchangeGate
 
 log = logging.getLogger("collector.schedule")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_WRITE_MARGIN_S = 1.0  # a cycle stops fetching this long before the next one starts, to leave time to write
 
 
 def interval_anchor(now: datetime, interval_s: int, offset_s: float) -> datetime:
@@ -29,44 +33,85 @@ def interval_anchor(now: datetime, interval_s: int, offset_s: float) -> datetime
     return _EPOCH + timedelta(seconds=since_epoch - since_epoch % interval_s + offset_s)
 
 
-def run_daemon(settings: Settings, sink: PostgresSink) -> int:
-    """Collect until SIGTERM or SIGINT; the cycle in flight finishes first. Returns the exit code."""
-    stop = threading.Event()
+class Daemon:
+    """Cycles on the schedule until asked to stop; then the cycle in flight finishes, within a time limit."""
 
-    def request_stop(signum: int, _frame: object) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, gate: ExchangeGate, prepare: Callable[[], bool] | None = None
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.gate = gate
+        self.prepare = prepare  # tried before each cycle until it returns True (the schema migration)
+        self.stop = threading.Event()
+        self.idle = threading.Event()
+        self.idle.set()
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._request_stop)
+        signal.signal(signal.SIGINT, self._request_stop)
+        self._prepare()
+        self.store.flush()  # a spool left by an earlier process goes first
+        collect = self.settings.collect
+        scheduler = BackgroundScheduler(
+            timezone=UTC,
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            # One cycle at a time; a cycle that starts late runs once, never twice in a row to catch up.
+            job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": collect.interval_s},
+        )
+        now = datetime.now(UTC)
+        trigger = IntervalTrigger(
+            seconds=collect.interval_s, start_date=interval_anchor(now, collect.interval_s, collect.offset_s)
+        )
+        first = trigger.get_next_fire_time(None, now)
+        assert first is not None
+        # Run at once, so a restart does not lose this minute, unless the next boundary is about to come.
+        start_now = (first - now).total_seconds() > collect.interval_s / 4
+        scheduler.add_job(self._cycle, trigger, id="collect", next_run_time=now if start_now else first)
+        scheduler.start()
+        log.info("collecting every %d s at %g s past each boundary; next at %s", collect.interval_s,
+                 collect.offset_s, first)  # fmt: skip
+        self.stop.wait()
+        scheduler.shutdown(wait=False)
+        return self._finish()
+
+    def _request_stop(self, signum: int, _frame: object) -> None:
         log.info("received %s: finishing the cycle in flight, then exiting", signal.Signals(signum).name)
-        stop.set()
+        self.stop.set()
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-
-    def cycle() -> None:
+    def _cycle(self) -> None:
+        self.idle.clear()
         try:
-            asyncio.run(collect_once(settings, sink))
+            if self.stop.is_set():
+                return
+            self._prepare()
+            asyncio.run(collect_once(self.settings, self.store, self.gate, self._deadline()))
         except Exception:
             log.exception("cycle crashed; the next one runs on schedule")
+        finally:
+            self.idle.set()
 
-    collect = settings.collect
-    scheduler = BackgroundScheduler(
-        timezone=UTC,
-        executors={"default": ThreadPoolExecutor(max_workers=1)},
-        # One cycle at a time; a cycle that starts late runs once, never twice in a row to catch up.
-        job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": collect.interval_s},
-    )
-    now = datetime.now(UTC)
-    trigger = IntervalTrigger(
-        seconds=collect.interval_s, start_date=interval_anchor(now, collect.interval_s, collect.offset_s)
-    )
-    # The first cycle runs at once: after a restart, this minute's snapshot is still there to take.
-    scheduler.add_job(cycle, trigger, id="collect", name="collect", next_run_time=now)
-    scheduler.start()
-    log.info(
-        "collecting every %d s at %g s past each boundary; next cycles at %s",
-        collect.interval_s,
-        collect.offset_s,
-        trigger.get_next_fire_time(None, now + timedelta(seconds=1)),
-    )
-    stop.wait()
-    scheduler.shutdown(wait=True)
-    log.info("stopped")
-    return 0
+    def _deadline(self) -> float:
+        """Epoch seconds by which this cycle must be done fetching: just before the next boundary."""
+        collect = self.settings.collect
+        now = datetime.now(UTC)
+        this_start = interval_anchor(now, collect.interval_s, collect.offset_s)
+        next_start = this_start + timedelta(seconds=collect.interval_s)
+        return max(next_start.timestamp() - _WRITE_MARGIN_S, now.timestamp() + 1.0)
+
+    def _prepare(self) -> None:
+        """Try the pending preparation; until it succeeds, cycles still collect (into the spool)."""
+        if self.prepare is not None and self.prepare():
+            self.prepare = None
+
+    def _finish(self) -> int:
+        timeout = self.settings.collect.shutdown_timeout_s
+        if not self.idle.wait(timeout):
+            log.error("the cycle in flight did not finish within %g s; exiting without it", timeout)
+            logging.shutdown()
+            os._exit(0)  # the executor's worker thread would otherwise hold the interpreter open
+        flushed = self.store.flush()
+        if flushed.pending:
+            log.warning("%d batches stay in the spool for next time: %s", flushed.pending, flushed.problem)
+        log.info("stopped")
+        return 0

@@ -16,9 +16,12 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from collector.config import CollectSettings, DatabaseSettings, ExchangeSettings, Settings
+from collector.config import CollectSettings, DatabaseSettings, ExchangeSettings, Settings, SpoolSettings
 from collector.migrate import migrate
 from collector.sink.postgres import PostgresSink, make_engine
+from collector.sink.spool import Spool
+from collector.sink.store import Store
+from collector.source.gate import ExchangeGate
 from tests.fake_exchange import FakeExchange
 from tests.pg_server import NoPostgres, throwaway_server
 
@@ -112,13 +115,24 @@ def fake() -> Iterator[FakeExchange]:
 
 
 @pytest.fixture
-def settings(fake: FakeExchange, database_url: str) -> Settings:
+def settings(fake: FakeExchange, database_url: str, tmp_path: Path) -> Settings:
     return Settings(
         exchange=ExchangeSettings(base_url=fake.base_url, timeout_s=2.0, max_in_flight=4),
         collect=CollectSettings(),
         database=DatabaseSettings(url=database_url, timescaledb="auto"),
+        spool=SpoolSettings(dir=tmp_path / "spool"),
         source="tests",
     )
+
+
+@pytest.fixture
+def store(settings: Settings, sink: PostgresSink) -> Store:
+    return Store(sink, Spool(settings.spool.dir, settings.spool.max_bytes))
+
+
+@pytest.fixture
+def gate(settings: Settings) -> ExchangeGate:
+    return ExchangeGate(settings.spool.dir / "exchange-ban.json")
 
 
 def with_collect(settings: Settings, **changes: object) -> Settings:
@@ -132,8 +146,9 @@ def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
         OI_EXCHANGE_BASE_URL=settings.exchange.base_url,
         OI_EXCHANGE_TIMEOUT_S=str(settings.exchange.timeout_s),
         OI_DATABASE_URL=settings.database.url,
-        **extra,
+        OI_SPOOL_DIR=str(settings.spool.dir),
     )
+    env.update(extra)
     return env
 
 

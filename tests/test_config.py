@@ -133,6 +133,9 @@ ENV_OVERRIDES: list[tuple[str, str, str, object]] = [
         "postgresql+psycopg://env@h2/db2",
     ),
     ("OI_DATABASE_TIMESCALEDB", '"auto"', "off", "off"),
+    ("OI_COLLECT_SHUTDOWN_TIMEOUT_S", "30", "5", 5.0),
+    ("OI_SPOOL_DIR", '"spool"', "/var/lib/oi/spool", Path("/var/lib/oi/spool")),
+    ("OI_SPOOL_MAX_MB", "512", "64", 64.0),
 ]
 
 
@@ -158,8 +161,11 @@ def test_env_vars_are_named_after_section_and_key() -> None:
         "OI_COLLECT_EXPIRIES",
         "OI_COLLECT_INTERVAL_S",
         "OI_COLLECT_OFFSET_S",
+        "OI_COLLECT_SHUTDOWN_TIMEOUT_S",
         "OI_DATABASE_URL",
         "OI_DATABASE_TIMESCALEDB",
+        "OI_SPOOL_DIR",
+        "OI_SPOOL_MAX_MB",
     ]
 
 

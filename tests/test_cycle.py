@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import replace
 from decimal import Decimal
 
@@ -12,7 +13,8 @@ from sqlalchemy import Engine, text
 
 from collector.config import Settings
 from collector.cycle import CycleReport, collect_once
-from collector.sink.postgres import PostgresSink
+from collector.sink.store import Store
+from collector.source.gate import ExchangeGate
 from tests.conftest import with_collect
 from tests.fake_exchange import (
     FakeExchange,
@@ -25,8 +27,11 @@ from tests.fake_exchange import (
 )
 
 
-def collect(settings: Settings, sink: PostgresSink) -> CycleReport:
-    return asyncio.run(collect_once(settings, sink))
+def collect(settings: Settings, store: Store, budget_s: float | None = None) -> CycleReport:
+    """One cycle; ``budget_s`` is its time budget (the default: one interval)."""
+    gate = ExchangeGate(settings.spool.dir / "exchange-ban.json")
+    deadline = None if budget_s is None else time.time() + budget_s
+    return asyncio.run(collect_once(settings, store, gate, deadline))
 
 
 def stored_rows(engine: Engine) -> dict[str, tuple[str, Decimal, Decimal]]:
@@ -51,37 +56,39 @@ def served(
 
 
 def test_a_cycle_stores_exactly_what_the_exchange_served(
-    settings: Settings, sink: PostgresSink, engine: Engine, fake: FakeExchange
+    settings: Settings, store: Store, engine: Engine, fake: FakeExchange
 ) -> None:
     fake.minute_ms = 1_764_585_060_000
-    report = collect(settings, sink)
+    report = collect(settings, store)
     assert report.ok
     assert report.pairs_ok == len(fake.pairs())
     assert stored_rows(engine) == served(fake)
 
 
 def test_a_second_cycle_in_the_same_minute_adds_nothing(
-    settings: Settings, sink: PostgresSink, engine: Engine, fake: FakeExchange
+    settings: Settings, store: Store, engine: Engine, fake: FakeExchange
 ) -> None:
     fake.minute_ms = 1_764_585_060_000
-    first = collect(settings, sink)
-    second = collect(settings, sink)
-    assert first.written.written == len(served(fake))
-    assert (second.written.written, second.written.unchanged) == (0, len(served(fake)))
+    first = collect(settings, store)
+    second = collect(settings, store)
+    assert first.committed and first.committed.written
+    assert first.committed.written.written == len(served(fake))
+    assert second.committed and second.committed.written
+    assert (second.committed.written.written, second.committed.written.unchanged) == (0, len(served(fake)))
     assert len(stored_rows(engine)) == len(served(fake))
 
 
 def test_pairs_are_fetched_concurrently_within_the_limit(
-    settings: Settings, sink: PostgresSink, fake: FakeExchange
+    settings: Settings, store: Store, fake: FakeExchange
 ) -> None:
     fake.delay_s = 0.05
-    collect(settings, sink)
+    collect(settings, store)
     assert fake.max_in_flight == settings.exchange.max_in_flight
 
 
 def test_malformed_rows_are_rejected_one_by_one_and_good_rows_kept(
     settings: Settings,
-    sink: PostgresSink,
+    store: Store,
     engine: Engine,
     fake: FakeExchange,
     caplog: pytest.LogCaptureFixture,
@@ -104,7 +111,7 @@ def test_malformed_rows_are_rejected_one_by_one_and_good_rows_kept(
     )
     fake.inject(malformed_rows(*bad), underlying="ETH", expiry="251226")
     with caplog.at_level(logging.WARNING, logger="collector.cycle"):
-        report = collect(settings, sink)
+        report = collect(settings, store)
     assert report.rows_rejected == 3
     assert report.ok  # the pair itself was fetched and every good row stored
     assert stored_rows(engine) == served(fake)
@@ -132,7 +139,7 @@ def test_malformed_rows_are_rejected_one_by_one_and_good_rows_kept(
 )
 def test_a_failing_pair_fails_alone(
     settings: Settings,
-    sink: PostgresSink,
+    store: Store,
     engine: Engine,
     fake: FakeExchange,
     caplog: pytest.LogCaptureFixture,
@@ -140,9 +147,9 @@ def test_a_failing_pair_fails_alone(
     expected: str,
 ) -> None:
     fake.minute_ms = 1_764_585_060_000
-    fake.inject(fault, underlying="BTC", expiry="251226")  # type: ignore[arg-type]
+    fake.inject(fault, underlying="BTC", expiry="251226", times=None)  # type: ignore[arg-type]
     with caplog.at_level(logging.ERROR, logger="collector.cycle"):
-        report = collect(settings, sink)
+        report = collect(settings, store, budget_s=2.0)
     assert not report.ok
     assert [str(outcome.pair) for outcome in report.outcomes if not outcome.ok] == ["BTC 251226"]
     others = [pair for pair in fake.pairs() if pair != ("BTC", "251226")]
@@ -151,49 +158,47 @@ def test_a_failing_pair_fails_alone(
     assert expected in line
 
 
-def test_a_timeout_fails_only_that_pair(settings: Settings, sink: PostgresSink, fake: FakeExchange) -> None:
+def test_a_timeout_fails_only_that_pair(settings: Settings, store: Store, fake: FakeExchange) -> None:
     quick = replace(settings, exchange=replace(settings.exchange, timeout_s=0.3))
-    fake.inject(Fault(delay_s=1.0), underlying="SOL")
-    report = collect(quick, sink)
+    fake.inject(Fault(delay_s=1.0), underlying="SOL", expiry="251226", times=None)
+    report = collect(quick, store, budget_s=2.0)
     failed = [outcome for outcome in report.outcomes if not outcome.ok]
-    assert [outcome.pair.underlying for outcome in failed] == ["SOL"]
+    assert [str(outcome.pair) for outcome in failed] == ["SOL 251226"]
     assert "timed out" in str(failed[0].error)
 
 
 def test_an_empty_answer_stores_nothing_for_that_pair_and_says_so(
-    settings: Settings, sink: PostgresSink, fake: FakeExchange, caplog: pytest.LogCaptureFixture
+    settings: Settings, store: Store, fake: FakeExchange, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake.inject(empty_list(), underlying="XRP")
     with caplog.at_level(logging.WARNING, logger="collector.cycle"):
-        collect(settings, sink)
+        collect(settings, store)
     assert any("XRP" in r.getMessage() and "no rows" in r.getMessage() for r in caplog.records)
 
 
-def test_explicit_expiries_poll_exactly_those(
-    settings: Settings, sink: PostgresSink, fake: FakeExchange
-) -> None:
+def test_explicit_expiries_poll_exactly_those(settings: Settings, store: Store, fake: FakeExchange) -> None:
     expiries = sorted({expiry for _, expiry in fake.pairs()})[:2]
-    report = collect(with_collect(settings, underlyings=("BTC", "ETH"), expiries=tuple(expiries)), sink)
+    report = collect(with_collect(settings, underlyings=("BTC", "ETH"), expiries=tuple(expiries)), store)
     assert sorted((o.pair.underlying, o.pair.expiry) for o in report.outcomes) == sorted(
         (underlying, expiry) for underlying in ("BTC", "ETH") for expiry in expiries
     )
 
 
-def test_all_expiries_follow_the_listing_at_each_cycle(settings: Settings, sink: PostgresSink) -> None:
+def test_all_expiries_follow_the_listing_at_each_cycle(settings: Settings, store: Store) -> None:
     with FakeExchange({"BTC": ["251226"]}) as small:
         pointed = replace(settings, exchange=replace(settings.exchange, base_url=small.base_url))
-        first = collect(with_collect(pointed, underlyings=("BTC",)), sink)
+        first = collect(with_collect(pointed, underlyings=("BTC",)), store)
         small.set_universe({"BTC": ["251226", "260102"]})
-        second = collect(with_collect(pointed, underlyings=("BTC",)), sink)
+        second = collect(with_collect(pointed, underlyings=("BTC",)), store)
     assert [str(o.pair) for o in first.outcomes] == ["BTC 251226"]
     assert [str(o.pair) for o in second.outcomes] == ["BTC 251226", "BTC 260102"]
 
 
 def test_an_unlisted_underlying_is_named_beside_the_listed_ones(
-    settings: Settings, sink: PostgresSink, caplog: pytest.LogCaptureFixture
+    settings: Settings, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.ERROR, logger="collector.cycle"):
-        report = collect(with_collect(settings, underlyings=("BTCUSDT", "ETH")), sink)
+        report = collect(with_collect(settings, underlyings=("BTCUSDT", "ETH")), store)
     assert not report.ok
     assert report.unlisted == ("BTCUSDT",)
     assert report.pairs_ok > 0  # ETH was still collected
@@ -203,11 +208,9 @@ def test_an_unlisted_underlying_is_named_beside_the_listed_ones(
     )
 
 
-def test_nothing_to_poll_is_a_failed_cycle(
-    settings: Settings, sink: PostgresSink, fake: FakeExchange
-) -> None:
-    fake.inject(html_page(503), path="/eapi/v1/exchangeInfo")
-    report = collect(settings, sink)
+def test_nothing_to_poll_is_a_failed_cycle(settings: Settings, store: Store, fake: FakeExchange) -> None:
+    fake.inject(html_page(503), path="/eapi/v1/exchangeInfo", times=None)
+    report = collect(settings, store, budget_s=2.0)
     assert not report.ok
     assert report.outcomes == []
     assert report.problem is not None and "nothing to poll" in report.problem

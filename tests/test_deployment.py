@@ -290,7 +290,14 @@ def test_the_image_reads_the_shipped_config_and_logs_unbuffered() -> None:
     assert destinations, "config/collector.toml is not copied into the final stage"
     assert env.get("OI_CONFIG") == destinations[-1]
     # config.py rejects unknown OI_* variables, so the image must set no others.
-    assert {name for name in env if name.startswith("OI_")} == {"OI_CONFIG"}
+    assert {name for name in env if name.startswith("OI_")} == {"OI_CONFIG", "OI_SPOOL_DIR"}
+
+
+def test_the_spool_lives_on_a_named_volume_owned_by_the_collector(compose: dict[str, Any]) -> None:
+    env = dict(re.findall(r"(OI_\w+)=(\S+)", DOCKERFILE.read_text()))
+    assert f"install -d -o 10001 -g 10001 {env['OI_SPOOL_DIR']}" in DOCKERFILE.read_text()
+    assert f"collector-spool:{env['OI_SPOOL_DIR']}" in compose["services"]["collector"]["volumes"]
+    assert "collector-spool" in compose["volumes"]
 
 
 def test_dockerignore_keeps_secrets_out_and_what_the_build_needs_in() -> None:

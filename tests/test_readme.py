@@ -14,22 +14,24 @@ from sqlalchemy.engine import make_url
 from collector.cli import build_parser
 from collector.config import KEYS, Settings
 from collector.cycle import collect_once
-from collector.sink.postgres import PostgresSink
+from collector.sink.store import Store
+from collector.source.gate import ExchangeGate
 from tests.conftest import REPO
 from tests.fake_exchange import FakeExchange
 
 README = (REPO / "README.md").read_text()
 QUERIES = re.findall(r"```sql\n(.*?)```", README, re.DOTALL)
+EXAMPLES = re.findall(r"```sql\n(.*?)```", README.split("## Example queries")[1].split("\n## ")[0], re.DOTALL)
 
 
 @pytest.fixture
-def collected(settings: Settings, sink: PostgresSink, fake: FakeExchange) -> str:
+def collected(settings: Settings, store: Store, gate: ExchangeGate, fake: FakeExchange) -> str:
     """Five snapshots spread over the last 80 minutes, as the daemon would have stored them."""
     now_minute = int(time.time() // 60 * 60_000)
     for minutes_ago in (80, 65, 30, 5, 0):
         fake.minute_ms = now_minute - minutes_ago * 60_000
         fake.set_open_interest("BTC-251226-100000-C", str(100 - minutes_ago), "1000")
-        assert asyncio.run(collect_once(settings, sink)).ok
+        assert asyncio.run(collect_once(settings, store, gate)).ok
     return make_url(settings.database.url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
@@ -38,8 +40,8 @@ def run(url: str, sql: str) -> list[tuple]:
         return connection.execute(sql).fetchall()  # type: ignore[arg-type]
 
 
-def test_the_readme_has_at_least_five_queries() -> None:
-    assert len(QUERIES) >= 5
+def test_the_readme_has_at_least_five_example_queries() -> None:
+    assert len(EXAMPLES) >= 5
 
 
 @pytest.mark.parametrize("number", range(len(QUERIES)))
@@ -48,7 +50,7 @@ def test_every_readme_query_returns_rows(collected: str, number: int) -> None:
 
 
 def test_oi_by_strike_at_the_latest_snapshot_matches_the_exchange(collected: str, fake: FakeExchange) -> None:
-    rows = run(collected, QUERIES[0])
+    rows = run(collected, EXAMPLES[0])
     expected: dict[Decimal, list[Decimal]] = {}
     for row in fake.rows_for("BTC", "251226"):
         strike, side = row["symbol"].split("-")[2:]
@@ -59,7 +61,7 @@ def test_oi_by_strike_at_the_latest_snapshot_matches_the_exchange(collected: str
 
 
 def test_one_symbols_history_has_every_snapshot(collected: str) -> None:
-    rows = run(collected, QUERIES[1])
+    rows = run(collected, EXAMPLES[1])
     assert [oi for _, oi, _ in rows] == [Decimal(20), Decimal(35), Decimal(70), Decimal(95), Decimal(100)]
 
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from sqlalchemy import Engine, text
 
-from collector.records import OpenInterest
+from collector.records import Batch, OpenInterest
 from collector.sink.postgres import PostgresSink, WriteResult
 
 TS = datetime(2025, 12, 1, 10, 31, tzinfo=UTC)
@@ -42,7 +42,7 @@ def test_write_stores_every_column_exactly(sink: PostgresSink, engine: Engine) -
         record("DOGE-250131-0.005-P", "0", "0.000000000001"),
         record("XRP-231006-0.46-C", "123456789.12", "98765432109876.1234567890123"),
     ]
-    assert sink.write(rows) == WriteResult(written=2, unchanged=0)
+    assert sink.write(Batch([], rows)) == WriteResult(written=2, unchanged=0)
     assert stored(engine) == [
         ("DOGE-250131-0.005-P", TS, "DOGE", date(2025, 1, 31), Decimal("0.005"), "put", Decimal("0"),
          Decimal("0.000000000001"), COLLECTED),
@@ -53,9 +53,9 @@ def test_write_stores_every_column_exactly(sink: PostgresSink, engine: Engine) -
 
 def test_rewriting_unchanged_rows_writes_nothing(sink: PostgresSink, engine: Engine) -> None:
     rows = [record(), record("ETH-251226-3000-P")]
-    sink.write(rows)
+    sink.write(Batch([], rows))
     later = [replace(row, collected_at=datetime(2025, 12, 1, 10, 31, 40, tzinfo=UTC)) for row in rows]
-    assert sink.write(later) == WriteResult(written=0, unchanged=2)
+    assert sink.write(Batch([], later)) == WriteResult(written=0, unchanged=2)
     assert [row[-1] for row in stored(engine)] == [COLLECTED, COLLECTED]  # not even collected_at moved
     with engine.connect() as connection:
         updates = connection.execute(
@@ -65,16 +65,16 @@ def test_rewriting_unchanged_rows_writes_nothing(sink: PostgresSink, engine: Eng
 
 
 def test_changed_values_of_the_same_minute_are_updated(sink: PostgresSink, engine: Engine) -> None:
-    sink.write([record(oi="4.01")])
-    assert sink.write([record(oi="4.02")]) == WriteResult(written=1, unchanged=0)
+    sink.write(Batch([], [record(oi="4.01")]))
+    assert sink.write(Batch([], [record(oi="4.02")])) == WriteResult(written=1, unchanged=0)
     assert [(row[0], row[6]) for row in stored(engine)] == [("BTC-251226-100000-C", Decimal("4.02"))]
 
 
 def test_duplicate_symbols_in_one_batch_keep_the_last(sink: PostgresSink, engine: Engine) -> None:
-    assert sink.write([record(oi="1"), record(oi="2")]) == WriteResult(written=1, unchanged=0)
+    assert sink.write(Batch([], [record(oi="1"), record(oi="2")])) == WriteResult(written=1, unchanged=0)
     assert [row[6] for row in stored(engine)] == [Decimal("2")]
 
 
 def test_empty_write_is_a_no_op(sink: PostgresSink, engine: Engine) -> None:
-    assert sink.write([]) == WriteResult(0, 0)
+    assert sink.write(Batch([], [])) == WriteResult(0, 0)
     assert stored(engine) == []

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import (
     Column,
     Date,
     DateTime,
     Engine,
+    Integer,
     MetaData,
     Numeric,
     PrimaryKeyConstraint,
     Table,
     Text,
+    TextClause,
     bindparam,
     create_engine,
     text,
@@ -23,7 +26,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 
 from collector.errors import SinkError
-from collector.records import OpenInterest
+from collector.records import Batch, OpenInterest, PairRun
 
 metadata = MetaData()
 
@@ -42,22 +45,45 @@ open_interest = Table(
     PrimaryKeyConstraint("symbol", "ts", name="open_interest_pkey"),
 )
 
-COLUMNS = tuple(column.name for column in open_interest.columns)
+collection_runs = Table(
+    "collection_runs",
+    metadata,
+    Column("cycle_start", DateTime(timezone=True), nullable=False),
+    Column("underlying", Text, nullable=False),
+    Column("expiry", Date, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("snapshot_ts", DateTime(timezone=True)),
+    Column("rows_stored", Integer, nullable=False),
+    Column("rows_rejected", Integer, nullable=False),
+    Column("http_status", Integer),
+    Column("error_code", Integer),
+    Column("error_message", Text),
+    Column("duration_ms", Integer, nullable=False),
+    PrimaryKeyConstraint("cycle_start", "underlying", "expiry", name="collection_runs_pkey"),
+)
 
-# One statement per batch whatever its size: each column travels as one array parameter (no bind-parameter
-# limit, one round trip), and the WHERE makes a re-poll of an unchanged minute write nothing at all.
-_UPSERT = text(
-    f"""
-    INSERT INTO open_interest ({", ".join(COLUMNS)})
-    SELECT * FROM unnest({", ".join(f":{name}" for name in COLUMNS)})
-    ON CONFLICT (symbol, ts) DO UPDATE SET
+
+def _insert_from_arrays(table: Table, conflict: str) -> TextClause:
+    """INSERT … SELECT FROM unnest(one array per column): one statement and one round trip per batch,
+    whatever its size, with no bind-parameter limit to chunk around."""
+    names = [column.name for column in table.columns]
+    return text(
+        f"INSERT INTO {table.name} ({', '.join(names)})"
+        f" SELECT * FROM unnest({', '.join(f':{name}' for name in names)}) {conflict}"
+    ).bindparams(*(bindparam(column.name, type_=ARRAY(column.type)) for column in table.columns))
+
+
+# The WHERE makes a re-poll of an unchanged minute write nothing at all.
+_UPSERT_OPEN_INTEREST = _insert_from_arrays(
+    open_interest,
+    """ON CONFLICT (symbol, ts) DO UPDATE SET
         open_interest = excluded.open_interest,
         open_interest_usd = excluded.open_interest_usd,
         collected_at = excluded.collected_at
     WHERE (open_interest.open_interest, open_interest.open_interest_usd)
-        IS DISTINCT FROM (excluded.open_interest, excluded.open_interest_usd)
-    """
-).bindparams(*(bindparam(column.name, type_=ARRAY(column.type)) for column in open_interest.columns))
+        IS DISTINCT FROM (excluded.open_interest, excluded.open_interest_usd)""",
+)
+_INSERT_RUNS = _insert_from_arrays(collection_runs, "ON CONFLICT DO NOTHING")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,25 +100,55 @@ def make_engine(url: str) -> Engine:
 
 
 class PostgresSink:
-    """Upserts records into ``open_interest``, one transaction per call."""
+    """Writes a batch (rows and their journal) in one transaction."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def write(self, records: Sequence[OpenInterest]) -> WriteResult:
-        # ON CONFLICT cannot touch one row twice in a statement: the last copy of a (symbol, ts) wins.
-        unique = list({(record.symbol, record.ts): record for record in records}.values())
-        if not unique:
-            return WriteResult(0, 0)
-        columns = {name: [getattr(record, name) for record in unique] for name in COLUMNS}
+    def write(self, batch: Batch, *, replayed: bool = False) -> WriteResult:
+        """Upsert the rows and journal the runs; ``replayed`` marks a batch that waited in the spool."""
+        # ON CONFLICT cannot touch one row twice in a statement: the last copy of a (symbol, ts) wins. Sorted,
+        # so two collectors writing the same minute lock rows in the same order and cannot deadlock.
+        unique = sorted({(r.symbol, r.ts): r for r in batch.records}.values(), key=lambda r: (r.symbol, r.ts))
+        runs = [_as_spooled(run) for run in batch.runs] if replayed else batch.runs
         try:
             with self.engine.begin() as connection:
-                written = connection.execute(_UPSERT, columns).rowcount
+                written = 0
+                if unique:
+                    written = connection.execute(_UPSERT_OPEN_INTEREST, _columns(unique)).rowcount
+                if runs:
+                    connection.execute(_INSERT_RUNS, _columns(runs))
         except ProgrammingError as error:
-            raise SinkError(f"database refused the upsert: {_first_line(error)}") from error
+            raise SinkError(f"database refused the write: {_first_line(error)}") from error
         except DBAPIError as error:
             raise SinkError(f"database unreachable or failing: {_first_line(error)}") from error
         return WriteResult(written, len(unique) - written)
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Minutes from ``gap_start`` to ``gap_end`` (inclusive) with no stored snapshot of one pair."""
+
+    underlying: str
+    expiry: date
+    gap_start: datetime
+    gap_end: datetime
+    minutes_missing: int
+
+
+def coverage_gaps(engine: Engine, since: timedelta) -> list[Gap]:
+    """What the ``coverage_gaps`` view says, for the last ``since``."""
+    query = text("SELECT * FROM coverage_gaps_since(now() - CAST(:since AS interval))")
+    with engine.connect() as connection:
+        return [Gap(*row) for row in connection.execute(query, {"since": since})]
+
+
+def _columns(rows: Sequence[OpenInterest] | Sequence[PairRun]) -> dict[str, list[object]]:
+    return {field.name: [getattr(row, field.name) for row in rows] for field in fields(rows[0])}
+
+
+def _as_spooled(run: PairRun) -> PairRun:
+    return replace(run, status="spooled") if run.status in ("ok", "partial") else run
 
 
 def _first_line(error: DBAPIError) -> str:

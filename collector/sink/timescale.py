@@ -57,7 +57,7 @@ def detect(connection: Connection) -> TimescaleSupport:
 def enable(connection: Connection, mode: TimescaleMode) -> bool:
     """Make sure the extension exists when ``mode`` allows it; True when TimescaleDB is to be used."""
     if mode == "off":
-        log.info("timescaledb = \"off\": open_interest stays a plain PostgreSQL table")
+        log.info('timescaledb = "off": open_interest stays a plain PostgreSQL table')
         return False
     support = detect(connection)
     if not support.usable:
@@ -75,4 +75,3 @@ def enable(connection: Connection, mode: TimescaleMode) -> bool:
             log.warning("open_interest stays a plain PostgreSQL table: CREATE EXTENSION failed: %s", error)
             return False
     return True
-

@@ -6,65 +6,132 @@ Knows nothing of the database. The httpx client comes from outside, so tests poi
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import random
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import httpx
 
-from collector.errors import FatalExchangeError, RetriableExchangeError
+from collector.errors import ExchangeError, FatalExchangeError, NotSentError, RetriableExchangeError
 from collector.records import Pair
+from collector.source.gate import ExchangeGate
 
 EXCHANGE_INFO = "/eapi/v1/exchangeInfo"
 OPEN_INTEREST = "/eapi/v1/openInterest"
-_USED_WEIGHT = re.compile(r"x-mbx-used-weight-(\d+[smhd])", re.IGNORECASE)
+log = logging.getLogger("collector.exchange")
 _BANNED_UNTIL = re.compile(r"banned until (\d{12,})")
 
 
 @dataclass(frozen=True, slots=True)
-class UsedWeight:
-    """The last ``X-MBX-USED-WEIGHT-<interval>`` the exchange reported, e.g. 12 of the ``1m`` window."""
+class Retry:
+    """How hard to try again after a 5xx or a network fault: exponential backoff with jitter."""
 
-    interval: str
-    used: int
+    attempts: int = 5
+    base_s: float = 0.5
+    cap_s: float = 8.0
+
+    def delay(self, attempt: int) -> float:
+        """Full-size backoff halved at random, so many collectors do not retry in step."""
+        return random.uniform(0.5, 1.0) * min(self.cap_s, self.base_s * 2 ** (attempt - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    body: object
+    attempts: int
 
 
 class BinanceOptions:
-    """The two calls oi-collector needs: what is listed, and the open interest of one pair."""
+    """The two calls oi-collector needs: what is listed, and the open interest of one pair.
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str) -> None:
+    Every request passes the gate (ban, 429 pause, weight budget); retriable failures are retried with
+    backoff, but nothing is sent or waited for past ``deadline`` (epoch seconds: the next cycle's start).
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        gate: ExchangeGate,
+        deadline: float,
+        retry: Retry = Retry(),
+    ) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/")
-        self.used_weight: UsedWeight | None = None
+        self.gate = gate
+        self.deadline = deadline
+        self.retry = retry
 
     async def exchange_info(self) -> object:
-        return await self._get(EXCHANGE_INFO, {}, "exchangeInfo")
-
-    async def open_interest(self, pair: Pair) -> list[object]:
-        params = {"underlyingAsset": pair.underlying, "expiration": pair.expiry}
-        body = await self._get(OPEN_INTEREST, params, f"openInterest {pair}")
-        if not isinstance(body, list):
-            raise FatalExchangeError(
-                f"openInterest {pair}: expected a JSON array, got {type(body).__name__}", status=200
-            )
+        body = (await self._get(EXCHANGE_INFO, {}, "exchangeInfo")).body
+        if isinstance(body, dict):
+            self.gate.set_limits(body.get("rateLimits"))
         return body
 
-    async def _get(self, path: str, params: dict[str, str], what: str) -> object:
+    async def open_interest(self, pair: Pair) -> Answer:
+        params = {"underlyingAsset": pair.underlying, "expiration": pair.expiry}
+        answer = await self._get(OPEN_INTEREST, params, f"openInterest {pair}")
+        if not isinstance(answer.body, list):
+            kind = type(answer.body).__name__
+            raise FatalExchangeError(f"openInterest {pair}: expected a JSON array, got {kind}", status=200)
+        return answer
+
+    async def _get(self, path: str, params: dict[str, str], what: str) -> Answer:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return Answer(await self._get_once(path, params, what), attempt)
+            except RetriableExchangeError as error:
+                error.attempts = attempt
+                if isinstance(error, NotSentError):
+                    raise
+                if error.status not in (418, 429):
+                    await self._back_off(error, attempt, what)
+                    continue
+                if error.status == 418:
+                    self.gate.ban(_ban_end(error), what)
+                else:
+                    self.gate.pause(error.retry_after_s, what)
+                if attempt >= self.retry.attempts:
+                    raise
+
+    async def _back_off(self, error: RetriableExchangeError, attempt: int, what: str) -> None:
+        delay = self.retry.delay(attempt)
+        if attempt >= self.retry.attempts or time.time() + delay >= self.deadline:
+            raise error
+        log.info("%s: %s; retry %d in %.1f s", what, error, attempt, delay)
+        await asyncio.sleep(delay)
+
+    async def _get_once(self, path: str, params: dict[str, str], what: str) -> object:
+        await self.gate.enter(self.deadline, what)
+        headers = None
         try:
-            response = await self.http.get(self.base_url + path, params=params)
+            timeout = max(0.1, min(self.http.timeout.read or 10.0, self.deadline - time.time()))
+            response = await self.http.get(self.base_url + path, params=params, timeout=timeout)
+            headers = response.headers
         except httpx.TimeoutException as error:
             raise RetriableExchangeError(f"{what}: timed out ({type(error).__name__})") from error
         except httpx.TransportError as error:
             raise RetriableExchangeError(f"{what}: {type(error).__name__}: {error}") from error
-        self._note_weight(response)
+        finally:
+            self.gate.leave(headers)
         return parse_response(response, what)
 
-    def _note_weight(self, response: httpx.Response) -> None:
-        for name, value in response.headers.items():
-            match = _USED_WEIGHT.fullmatch(name)
-            if match and value.isdigit():
-                self.used_weight = UsedWeight(match[1].lower(), int(value))
+
+def _ban_end(error: ExchangeError) -> float | None:
+    """Epoch seconds of a ban's end: the later of Retry-After and ``banned until <ms>``; None if neither."""
+    ends = []
+    if error.retry_after_s is not None:
+        ends.append(time.time() + error.retry_after_s)
+    if error.banned_until is not None:
+        ends.append(error.banned_until.timestamp())
+    return max(ends) if ends else None
 
 
 def parse_response(response: httpx.Response, what: str) -> object:

@@ -1,0 +1,217 @@
+"""Database outages and process faults, for real: a TCP proxy of ours between the collector and PostgreSQL is
+cut and restored mid-run; daemons are sent SIGTERM and SIGKILL. Every row of every cycle must arrive, once."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from collector.config import DatabaseSettings, Settings
+from collector.cycle import collect_once
+from collector.sink.postgres import PostgresSink, make_engine
+from collector.sink.spool import Spool
+from collector.sink.store import Store
+from collector.source.gate import ExchangeGate
+from tests.conftest import REPO, cli_env, run_cli
+from tests.fake_exchange import OPEN_INTEREST, FakeExchange
+from tests.tcp_proxy import TcpProxy
+
+MINUTE = 1_764_585_060_000
+UNIVERSE = {"BTC": ["251226", "260102", "260109"], "ETH": ["251226", "260102"], "DOGE": ["251226"]}
+
+
+@pytest.fixture
+def proxy(settings: Settings) -> Iterator[TcpProxy]:
+    url = make_url(settings.database.url)
+    with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as running:
+        yield running
+
+
+@pytest.fixture
+def proxied(settings: Settings, proxy: TcpProxy) -> Iterator[tuple[Settings, FakeExchange]]:
+    """Settings whose database URL goes through the proxy, and a small fake exchange (fast cycles)."""
+    url = make_url(settings.database.url).set(port=proxy.port).render_as_string(hide_password=False)
+    with FakeExchange(UNIVERSE, minute_ms=MINUTE) as fake:
+        exchange = replace(settings.exchange, base_url=fake.base_url)
+        collect = replace(settings.collect, underlyings=("BTC", "ETH", "DOGE"))
+        yield replace(settings, exchange=exchange, collect=collect, database=DatabaseSettings(url=url)), fake
+
+
+def query(settings: Settings, sql: str) -> list[tuple]:
+    plain = make_url(settings.database.url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(plain) as connection:
+        return connection.execute(sql).fetchall()  # type: ignore[arg-type]
+
+
+def rows_per_minute(settings: Settings) -> dict[int, int]:
+    rows = query(
+        settings, "SELECT (extract(epoch FROM ts) * 1000)::bigint, count(*) FROM open_interest GROUP BY 1"
+    )
+    return dict(rows)  # type: ignore[arg-type]
+
+
+def test_a_cycle_during_an_outage_is_spooled_then_written_once_the_database_is_back(
+    settings: Settings, proxied: tuple[Settings, FakeExchange], proxy: TcpProxy
+) -> None:
+    through_proxy, fake = proxied
+    engine = make_engine(through_proxy.database.url)
+    store = Store(PostgresSink(engine), Spool(settings.spool.dir, settings.spool.max_bytes))
+    gate = ExchangeGate()
+    proxy.cut()
+    down = asyncio.run(collect_once(through_proxy, store, gate))
+    assert not down.ok and not down.stored
+    assert down.problem is not None and "database unavailable" in down.problem
+    assert len(store.spool.pending()) == 1
+    proxy.restore()
+    fake.minute_ms = MINUTE + 60_000
+    up = asyncio.run(collect_once(through_proxy, store, gate))
+    engine.dispose()
+    assert up.ok
+    assert up.committed is not None and up.committed.replayed.batches == 1
+    assert store.spool.pending() == []
+    rows = len(fake.all_rows())
+    assert rows_per_minute(settings) == {MINUTE: rows, MINUTE + 60_000: rows}
+    statuses = query(settings, "SELECT status, count(*) FROM collection_runs GROUP BY 1 ORDER BY 1")
+    assert statuses == [("ok", len(fake.pairs())), ("spooled", len(fake.pairs()))]
+
+
+def start_daemon(settings: Settings, fake: FakeExchange, *args: str) -> subprocess.Popen[str]:
+    """``oi-collector run`` with 1 s cycles; returns once its first cycle has asked the exchange for rows."""
+    env = cli_env(
+        settings,
+        OI_COLLECT_INTERVAL_S="1",
+        OI_COLLECT_OFFSET_S="0",
+        OI_COLLECT_UNDERLYINGS=",".join(settings.collect.underlyings),
+    )
+    command = [str(Path(sys.executable).parent / "oi-collector"), "run", *args]
+    daemon = subprocess.Popen(command, env=env, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not fake.requests_to(OPEN_INTEREST) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # let that first cycle finish on this minute
+    return daemon
+
+
+def advance_minutes(fake: FakeExchange, count: int, hold_s: float = 2.2) -> list[int]:
+    """Serve ``count`` new minutes, each long enough for at least one whole cycle."""
+    minutes = []
+    for _ in range(count):
+        fake.minute_ms = (fake.minute_ms or MINUTE) + 60_000
+        minutes.append(fake.minute_ms)
+        time.sleep(hold_s)
+    return minutes
+
+
+def test_a_daemon_loses_no_row_through_two_database_cuts(
+    settings: Settings, proxied: tuple[Settings, FakeExchange], proxy: TcpProxy
+) -> None:
+    through_proxy, fake = proxied
+    daemon = start_daemon(through_proxy, fake, "--no-migrate")
+    try:
+        minutes = [MINUTE, *advance_minutes(fake, 1)]
+        proxy.cut()
+        minutes += advance_minutes(fake, 2)
+        proxy.restore()
+        minutes += advance_minutes(fake, 1)
+        proxy.cut()
+        minutes += advance_minutes(fake, 1)
+        proxy.restore()
+        minutes += advance_minutes(fake, 1)
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=30)
+    finally:
+        daemon.kill()
+    assert daemon.returncode == 0, stderr
+    assert "database unavailable" in stderr
+    assert rows_per_minute(settings) == dict.fromkeys(minutes, len(fake.all_rows())), stderr
+    assert query(settings, "SELECT count(*) FROM collection_runs WHERE status = 'spooled'")[0][0] > 0
+    assert Spool(settings.spool.dir, 1).pending() == []
+
+
+def test_sigkill_mid_outage_then_restart_loses_nothing_that_reached_the_spool(
+    settings: Settings, proxied: tuple[Settings, FakeExchange], proxy: TcpProxy
+) -> None:
+    through_proxy, fake = proxied
+    proxy.cut()
+    daemon = start_daemon(through_proxy, fake, "--no-migrate")
+    minutes = [MINUTE, *advance_minutes(fake, 2)]
+    daemon.kill()  # SIGKILL: no handler, no flush
+    daemon.communicate(timeout=10)
+    spooled = Spool(settings.spool.dir, 1).pending()
+    assert spooled
+    proxy.restore()
+    again = run_cli("once", env=cli_env(through_proxy, OI_COLLECT_UNDERLYINGS="BTC,ETH,DOGE"))
+    assert again.returncode == 0, again.stderr
+    assert f"wrote {len(spooled)} spooled batches" in again.stderr
+    expected = dict.fromkeys(minutes, len(fake.all_rows()))
+    assert rows_per_minute(settings) == expected
+    assert query(settings, "SELECT count(*) = count(DISTINCT (symbol, ts)) FROM open_interest") == [(True,)]
+
+
+def test_sigterm_finishes_the_cycle_and_flushes_the_spool(
+    settings: Settings, proxied: tuple[Settings, FakeExchange], proxy: TcpProxy
+) -> None:
+    through_proxy, fake = proxied
+    proxy.cut()
+    daemon = start_daemon(through_proxy, fake, "--no-migrate")
+    time.sleep(2.5)
+    proxy.restore()
+    daemon.send_signal(signal.SIGTERM)
+    _, stderr = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, stderr
+    assert "received SIGTERM" in stderr and "stopped" in stderr
+    assert Spool(settings.spool.dir, 1).pending() == []
+    assert rows_per_minute(settings) == {MINUTE: len(fake.all_rows())}
+
+
+def test_a_daemon_started_while_the_database_is_down_collects_and_migrates_later(
+    settings: Settings, empty_database_url: str, proxy: TcpProxy
+) -> None:
+    url = make_url(empty_database_url)
+    with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as own_proxy, FakeExchange(UNIVERSE) as fake:
+        fake.minute_ms = MINUTE
+        proxied_url = url.set(port=own_proxy.port).render_as_string(hide_password=False)
+        own = replace(
+            settings,
+            exchange=replace(settings.exchange, base_url=fake.base_url),
+            collect=replace(settings.collect, underlyings=("BTC", "ETH", "DOGE")),
+            database=DatabaseSettings(url=proxied_url),
+        )
+        own_proxy.cut()
+        daemon = start_daemon(own, fake)
+        time.sleep(2.5)
+        own_proxy.restore()
+        time.sleep(2.5)
+        daemon.send_signal(signal.SIGTERM)
+        _, stderr = daemon.communicate(timeout=30)
+    assert daemon.returncode == 0, stderr
+    assert "migrating when the database is back" in stderr
+    direct = replace(settings, database=DatabaseSettings(url=empty_database_url))
+    assert rows_per_minute(direct) == {MINUTE: len(fake.all_rows())}
+
+
+def test_two_collectors_at_once_store_each_row_once_without_errors(
+    settings: Settings, fake: FakeExchange
+) -> None:
+    fake.minute_ms = MINUTE
+    command = [str(Path(sys.executable).parent / "oi-collector"), "once"]
+    runs = [
+        subprocess.Popen(
+            command, env=cli_env(settings, OI_SPOOL_DIR=f"{settings.spool.dir}-{n}"), cwd=REPO,
+            stderr=subprocess.PIPE, text=True,
+        )
+        for n in range(2)
+    ]  # fmt: skip
+    results = [(run.wait(timeout=60), run.communicate()[1]) for run in runs]
+    assert [code for code, _ in results] == [0, 0], results
+    assert rows_per_minute(settings) == {MINUTE: len(fake.all_rows())}
