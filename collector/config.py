@@ -29,7 +29,7 @@ _UNDERLYING = re.compile(r"[A-Z0-9]{2,20}")
 class ExchangeSettings:
     base_url: str = "https://eapi.binance.com"
     timeout_s: float = 10.0
-    max_in_flight: int = 4
+    max_in_flight: int = 20
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from collector.source.gate import ExchangeGate
 
 log = logging.getLogger("collector.cycle")
 USER_AGENT = "oi-collector/0.1 (+open-interest history)"
+_NO_LISTING = "the exchange's listing (exchangeInfo) is unavailable, so there is nothing to poll"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +116,7 @@ class CycleReport:
 
 
 def make_http_client(settings: Settings) -> httpx.AsyncClient:
-    limit = settings.exchange.max_in_flight
+    limit = settings.exchange.max_in_flight + 1  # the pairs' requests, and exchangeInfo beside them
     return httpx.AsyncClient(
         timeout=settings.exchange.timeout_s,
         limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
@@ -123,8 +124,21 @@ def make_http_client(settings: Settings) -> httpx.AsyncClient:
     )
 
 
+@dataclass
+class KnownPairs:
+    """The pairs the previous cycle polled. The next cycle starts fetching them while it asks the exchange
+    what is listed, so the listing's round trip is off the critical path; and when the listing cannot be had,
+    the last one known is polled rather than nothing."""
+
+    pairs: list[Pair] = field(default_factory=list)
+
+
 async def collect_once(
-    settings: Settings, store: Store, gate: ExchangeGate, deadline: float | None = None
+    settings: Settings,
+    store: Store,
+    gate: ExchangeGate,
+    deadline: float | None = None,
+    known: KnownPairs | None = None,
 ) -> CycleReport:
     """One cycle with an HTTP client of its own; nothing is sent or waited for past ``deadline`` (epoch s,
     by default one interval from now)."""
@@ -132,14 +146,24 @@ async def collect_once(
         deadline = time.time() + settings.collect.interval_s
     async with make_http_client(settings) as http:
         exchange = BinanceOptions(http, settings.exchange.base_url, gate, deadline)
-        return await run_cycle(settings, exchange, store)
+        return await run_cycle(settings, exchange, store, known or KnownPairs())
 
 
-async def run_cycle(settings: Settings, exchange: BinanceOptions, store: Store) -> CycleReport:
+async def run_cycle(
+    settings: Settings, exchange: BinanceOptions, store: Store, known: KnownPairs
+) -> CycleReport:
     started_at, started = datetime.now(UTC), time.monotonic()
-    pairs, unlisted, problem = await _pairs_to_poll(settings.collect, exchange)
     limit = asyncio.Semaphore(settings.exchange.max_in_flight)
-    outcomes = list(await asyncio.gather(*(_fetch(exchange, pair, limit) for pair in pairs)))
+    early = {pair: asyncio.create_task(_fetch(exchange, pair, limit)) for pair in known.pairs}
+    pairs, unlisted, problem = await _pairs_to_poll(settings.collect, exchange)
+    if problem == _NO_LISTING and known.pairs:
+        log.warning("polling the %d pairs of the last listing known instead", len(known.pairs))
+        pairs, problem = known.pairs, None
+    tasks = [early.pop(pair, None) or asyncio.create_task(_fetch(exchange, pair, limit)) for pair in pairs]
+    for unlisted_now in early.values():  # listed last cycle, not any more: expired
+        unlisted_now.cancel()
+    outcomes = list(await asyncio.gather(*tasks))
+    known.pairs = pairs
     _say_not_sent(outcomes)
     committed = None
     if outcomes:
@@ -184,7 +208,7 @@ async def _pairs_to_poll(
         log.error("cannot read the exchange's listing: %s", error)
         listing = None
     if listing is None and collect.expiries is None:
-        return [], (), "the exchange's listing (exchangeInfo) is unavailable, so there is nothing to poll"
+        return [], (), _NO_LISTING
     underlyings = collect.underlyings
     unlisted: tuple[str, ...] = ()
     if listing is not None:

@@ -15,7 +15,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from collector.config import Settings
-from collector.cycle import collect_once
+from collector.cycle import KnownPairs, collect_once
 from collector.sink.store import Store
 from collector.source.gate import ExchangeGate
 
@@ -43,6 +43,7 @@ class Daemon:
         self.store = store
         self.gate = gate
         self.prepare = prepare  # tried before each cycle until it returns True (the schema migration)
+        self.known = KnownPairs()
         self.stop = threading.Event()
         self.idle = threading.Event()
         self.idle.set()
@@ -85,7 +86,7 @@ class Daemon:
             if self.stop.is_set():
                 return
             self._prepare()
-            asyncio.run(collect_once(self.settings, self.store, self.gate, self._deadline()))
+            asyncio.run(collect_once(self.settings, self.store, self.gate, self._deadline(), self.known))
         except Exception:
             log.exception("cycle crashed; the next one runs on schedule")
         finally:

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from collector.config import Settings
-from collector.cycle import CycleReport, collect_once
+from collector.cycle import CycleReport, KnownPairs, collect_once
 from collector.sink.store import Store
 from collector.source.gate import ExchangeGate
 from tests.conftest import with_collect
@@ -214,3 +214,30 @@ def test_nothing_to_poll_is_a_failed_cycle(settings: Settings, store: Store, fak
     assert not report.ok
     assert report.outcomes == []
     assert report.problem is not None and "nothing to poll" in report.problem
+
+
+def test_a_cycle_starts_on_the_last_known_pairs_and_polls_them_when_the_listing_fails(
+    settings: Settings, store: Store, fake: FakeExchange
+) -> None:
+    known = KnownPairs()
+    gate = ExchangeGate()
+    assert asyncio.run(collect_once(settings, store, gate, None, known)).ok
+    assert len(known.pairs) == len(fake.pairs())
+    fake.inject(html_page(503), path="/eapi/v1/exchangeInfo", times=None)
+    report = asyncio.run(collect_once(settings, store, gate, time.time() + 2.0, known))
+    assert report.pairs_ok == len(fake.pairs())
+    assert report.problem is None
+
+
+def test_a_pair_that_is_no_longer_listed_is_dropped(settings: Settings, store: Store) -> None:
+    with FakeExchange({"BTC": ["251226", "260102"]}) as small:
+        pointed = with_collect(
+            replace(settings, exchange=replace(settings.exchange, base_url=small.base_url)),
+            underlyings=("BTC",),
+        )
+        known, gate = KnownPairs(), ExchangeGate()
+        asyncio.run(collect_once(pointed, store, gate, None, known))
+        small.set_universe({"BTC": ["260102"]})
+        report = asyncio.run(collect_once(pointed, store, gate, None, known))
+    assert [str(outcome.pair) for outcome in report.outcomes] == ["BTC 260102"]
+    assert report.ok

@@ -53,9 +53,7 @@ def test_every_pair_of_every_cycle_is_journaled(
     asyncio.run(collect_once(settings, store, gate, time.time() + 1.5))
     with engine.connect() as connection:
         runs = connection.execute(
-            text(
-                "SELECT expiry, status, rows_stored, http_status, error_message FROM collection_runs"
-            )
+            text("SELECT expiry, status, rows_stored, http_status, error_message FROM collection_runs")
         ).all()
     by_expiry = {f"{row.expiry:%y%m%d}": row for row in runs}
     assert by_expiry[EXPIRED].status == "ok"
