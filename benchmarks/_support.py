@@ -6,6 +6,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
@@ -41,3 +42,26 @@ def migrated(url: str, timescaledb: str = "auto") -> None:
     from collector.migrate import migrate
 
     migrate(Settings(database=DatabaseSettings(url=url, timescaledb=timescaledb)))  # type: ignore[arg-type]
+
+
+def fill(url: str, rows: int, symbols: int, start: datetime) -> None:
+    """``rows`` rows of open_interest, ``symbols`` BTC options a minute from ``start``, written in SQL (the
+    sink is not what is measured when this is used), then VACUUM ANALYZE."""
+    with psycopg.connect(url) as connection:
+        connection.execute(
+            """
+            INSERT INTO open_interest
+            SELECT 'BTC-' || to_char(e, 'YYMMDD') || '-' || s || '-' || side_letter,
+                   %(start)s + make_interval(mins => m), 'BTC', e, s,
+                   CASE side_letter WHEN 'C' THEN 'call' ELSE 'put' END,
+                   mod(k * 7 + m, 9973) / 100.0, mod(k * 7 + m, 9973) * 1234.5678901234, now()
+            FROM generate_series(0, %(minutes)s - 1) AS m, generate_series(0, %(symbols)s - 1) AS k,
+                 LATERAL (SELECT DATE '2026-03-01' + 7 * (k / 800) AS e, 50000 + 500 * mod(k / 2, 400) AS s,
+                                 CASE mod(k, 2) WHEN 0 THEN 'C' ELSE 'P' END AS side_letter) AS x
+            ORDER BY m, k
+            """,
+            {"start": start, "minutes": rows // symbols, "symbols": symbols},
+        )
+        connection.commit()
+        connection.autocommit = True
+        connection.execute("VACUUM ANALYZE open_interest")

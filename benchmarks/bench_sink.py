@@ -15,7 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
-from _support import database, migrated
+from _support import database, fill, migrated
 from sqlalchemy import Engine
 from sqlalchemy.orm import DeclarativeBase, Session
 
@@ -60,27 +60,6 @@ def records(first_minute: int, count: int) -> list[OpenInterest]:
     return made
 
 
-def prefill(url: str) -> None:
-    """1,000,000 rows in SQL (the sink is not what is measured here)."""
-    with psycopg.connect(url) as connection:
-        connection.execute(
-            """
-            INSERT INTO open_interest
-            SELECT 'BTC-' || to_char(e, 'YYMMDD') || '-' || s || '-' || side_letter,
-                   %(start)s + make_interval(mins => m), 'BTC', e, s,
-                   CASE side_letter WHEN 'C' THEN 'call' ELSE 'put' END,
-                   mod(k, 9973) / 100.0, k * 1234.5678901234, now()
-            FROM generate_series(0, %(minutes)s - 1) AS m, generate_series(0, %(symbols)s - 1) AS k,
-                 LATERAL (SELECT DATE '2026-03-01' + 7 * (k / 800) AS e, 50000 + 500 * mod(k / 2, 400) AS s,
-                                 CASE mod(k, 2) WHEN 0 THEN 'C' ELSE 'P' END AS side_letter) AS x
-            """,
-            {"start": START - timedelta(days=30), "minutes": EXISTING // SYMBOLS, "symbols": SYMBOLS},
-        )
-        connection.commit()
-        connection.autocommit = True
-        connection.execute("VACUUM ANALYZE open_interest")
-
-
 def naive(engine: Engine, rows: list[OpenInterest]) -> float:
     started = time.perf_counter()
     with Session(engine) as session:
@@ -112,7 +91,7 @@ def updates(url: str) -> int:
 def main() -> None:
     with database("oi_bench_sink") as url:
         migrated(url, "off")
-        prefill(url)
+        fill(url, EXISTING, SYMBOLS, START - timedelta(days=30))
         new = records(0, NEW)
         engine = make_engine(url.replace("postgresql://", "postgresql+psycopg://"))
         sink = PostgresSink(engine)

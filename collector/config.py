@@ -45,6 +45,7 @@ class CollectSettings:
 class DatabaseSettings:
     url: str = field(default="postgresql+psycopg://postgres@localhost:5432/oi", repr=False)  # password
     timescaledb: TimescaleMode = "auto"
+    compress_after_days: float = 7.0
 
     def masked_url(self) -> str:
         return make_url(self.url).render_as_string(hide_password=True)
@@ -197,6 +198,7 @@ KEYS: tuple[_Key, ...] = (
     _Key("collect", "shutdown_timeout_s", _positive_number),
     _Key("database", "url", _database_url),
     _Key("database", "timescaledb", _timescale_mode),
+    _Key("database", "compress_after_days", _positive_number),
     _Key("spool", "dir", _path),
     _Key("spool", "max_mb", _positive_number),
 )

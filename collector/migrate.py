@@ -11,6 +11,8 @@ from sqlalchemy.exc import DBAPIError
 import collector.migrations
 from collector.config import Settings
 from collector.errors import SinkError
+from collector.sink import timescale
+from collector.sink.postgres import make_engine
 
 MIGRATIONS_DIR = Path(collector.migrations.__file__).parent
 
@@ -26,5 +28,19 @@ def migrate(settings: Settings, revision: str = "head") -> None:
     """Upgrade to ``revision``; safe to run again, and safe while another collector does the same."""
     try:
         command.upgrade(alembic_config(settings), revision)
+        _sync_policies(settings)
     except DBAPIError as error:
         raise SinkError(f"migration failed on {settings.database.masked_url()}: {error.orig}") from error
+
+
+def _sync_policies(settings: Settings) -> None:
+    """TimescaleDB policies follow the configuration at every migrate, not only when a revision runs."""
+    engine = make_engine(settings.database.url)
+    try:
+        with engine.begin() as connection:
+            if timescale.is_hypertable(connection, "open_interest"):
+                timescale.sync_columnstore_policy(
+                    connection, "open_interest", settings.database.compress_after_days
+                )
+    finally:
+        engine.dispose()

@@ -134,6 +134,7 @@ ENV_OVERRIDES: list[tuple[str, str, str, object]] = [
     ),
     ("OI_DATABASE_TIMESCALEDB", '"auto"', "off", "off"),
     ("OI_COLLECT_SHUTDOWN_TIMEOUT_S", "30", "5", 5.0),
+    ("OI_DATABASE_COMPRESS_AFTER_DAYS", "7", "2.5", 2.5),
     ("OI_SPOOL_DIR", '"spool"', "/var/lib/oi/spool", Path("/var/lib/oi/spool")),
     ("OI_SPOOL_MAX_MB", "512", "64", 64.0),
 ]
@@ -164,6 +165,7 @@ def test_env_vars_are_named_after_section_and_key() -> None:
         "OI_COLLECT_SHUTDOWN_TIMEOUT_S",
         "OI_DATABASE_URL",
         "OI_DATABASE_TIMESCALEDB",
+        "OI_DATABASE_COMPRESS_AFTER_DAYS",
         "OI_SPOOL_DIR",
         "OI_SPOOL_MAX_MB",
     ]

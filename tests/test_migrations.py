@@ -7,6 +7,9 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -17,8 +20,9 @@ from sqlalchemy.engine import make_url
 from collector.config import DatabaseSettings, Settings
 from collector.errors import SchemaError
 from collector.migrate import migrate
+from collector.records import Batch, OpenInterest
 from collector.sink import timescale
-from collector.sink.postgres import make_engine
+from collector.sink.postgres import PostgresSink, make_engine
 
 
 def settings_for(url: str, mode: str = "auto") -> Settings:
@@ -62,7 +66,7 @@ def test_migrate_is_safe_to_run_again(empty_database_url: str) -> None:
     migrate(settings_for(empty_database_url))
     engine = make_engine(empty_database_url)
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
     engine.dispose()
 
 
@@ -74,7 +78,7 @@ def test_two_collectors_migrating_at_once_both_succeed(empty_database_url: str) 
     assert [code for code, _ in results] == [0, 0], results
     engine = make_engine(empty_database_url)
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0002"]
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
     engine.dispose()
 
 
@@ -170,3 +174,45 @@ def test_timescaledb_off_leaves_a_plain_table(timescaledb_url: str) -> None:
         created = connection.execute(text("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'")).first()
     engine.dispose()
     assert created is None
+
+
+@needs_timescaledb
+def test_timescaledb_columnstore_policy_follows_the_configuration(timescaledb_url: str) -> None:
+    for days in (3.0, 5.0):
+        settings = settings_for(timescaledb_url, "require")
+        migrate(replace(settings, database=replace(settings.database, compress_after_days=days)))
+        engine = make_engine(timescaledb_url)
+        with engine.connect() as connection:
+            configs = connection.execute(
+                text(
+                    "SELECT config ->> 'compress_after' FROM timescaledb_information.jobs"
+                    " WHERE hypertable_name = 'open_interest' AND proc_name = 'policy_compression'"
+                )
+            ).scalars()
+            assert list(configs) == [f"{days:g} days"]
+            segmentby = connection.execute(
+                text(
+                    "SELECT attname FROM timescaledb_information.compression_settings"
+                    " WHERE hypertable_name = 'open_interest' AND segmentby_column_index IS NOT NULL"
+                )
+            ).scalars()
+            assert list(segmentby) == ["symbol"]
+        engine.dispose()
+
+
+@needs_timescaledb
+def test_upserts_reach_rows_in_compressed_chunks(timescaledb_url: str) -> None:
+    migrate(settings_for(timescaledb_url, "require"))
+    engine = make_engine(timescaledb_url)
+    sink = PostgresSink(engine)
+    old = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
+    row = OpenInterest("BTC-260327-100000-C", old, "BTC", date(2026, 3, 27), Decimal(100000), "call",
+                       Decimal("4.01"), Decimal("1.5"), old)  # fmt: skip
+    sink.write(Batch([], [row]))
+    with engine.begin() as connection:
+        connection.execute(text("SELECT compress_chunk(c) FROM show_chunks('open_interest') AS c"))
+    assert sink.write(Batch([], [row])).written == 0
+    assert sink.write(Batch([], [replace(row, open_interest=Decimal("5"))])).written == 1
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT open_interest FROM open_interest")).scalar() == Decimal("5")
+    engine.dispose()

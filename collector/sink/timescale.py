@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import Connection, text
 
@@ -75,3 +76,30 @@ def enable(connection: Connection, mode: TimescaleMode) -> bool:
             log.warning("open_interest stays a plain PostgreSQL table: CREATE EXTENSION failed: %s", error)
             return False
     return True
+
+
+def is_hypertable(connection: Connection, table: str) -> bool:
+    """True when ``table`` is a TimescaleDB hypertable: later revisions branch on this, not on config."""
+    if connection.execute(text("SELECT to_regclass('timescaledb_information.hypertables')")).scalar() is None:
+        return False
+    query = text("SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = :table")
+    return connection.execute(query, {"table": table}).first() is not None
+
+
+def has_columnstore_api(connection: Connection) -> bool:
+    """2.18 renamed compression to columnstore (and made the policy calls procedures)."""
+    version = connection.execute(text("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"))
+    major, minor = (int(part) for part in str(version.scalar()).split(".")[:2])
+    return (major, minor) >= (2, 18)
+
+
+def sync_columnstore_policy(connection: Connection, table: str, after_days: float) -> None:
+    """Chunks older than ``after_days`` go to the columnstore; set again at every migrate (config rules)."""
+    after = {"after": timedelta(days=after_days)}
+    if has_columnstore_api(connection):
+        connection.execute(text(f"CALL remove_columnstore_policy('{table}', if_exists => true)"))
+        connection.execute(text(f"CALL add_columnstore_policy('{table}', after => :after)"), after)
+    else:
+        connection.execute(text(f"SELECT remove_compression_policy('{table}', if_exists => true)"))
+        connection.execute(text(f"SELECT add_compression_policy('{table}', compress_after => :after)"), after)
+    log.info("%s: chunks older than %g days move to the columnstore (compressed)", table, after_days)
