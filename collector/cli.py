@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     from collector.sink.store import Store
     from collector.source.gate import ExchangeGate
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_SCHEMA = 0, 1, 2, 3
 log = logging.getLogger("collector")
 
 
@@ -72,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     try:
         return COMMANDS[args.command](settings, args)
+    except SchemaError as error:
+        log.error("%s", error)
+        return EXIT_SCHEMA
     except SinkError as error:
         log.error("%s", error)
         return EXIT_FAILED
@@ -94,16 +98,16 @@ def cmd_once(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    from collector.migrate import migrate
     from collector.schedule import Daemon
 
     def migrate_when_reachable() -> bool:
-        try:
-            migrate(settings)
-        except SchemaError:
-            raise
-        except SinkError as error:
-            log.error("%s; collecting into the spool meanwhile, migrating when the database is back", error)
+        # In a child process: Alembic would otherwise stay in the daemon's memory (some 10 MB) for nothing.
+        config = ["--config", args.config] if args.config else []
+        code = subprocess.run([sys.executable, "-m", "collector", "migrate", *config], check=False).returncode
+        if code == EXIT_SCHEMA:
+            raise SchemaError("the database schema cannot be made what this version needs (see above)")
+        if code != EXIT_OK:
+            log.error("migration failed; collecting into the spool, migrating when the database is back")
             return False
         return True
 

@@ -171,7 +171,7 @@ async def run_cycle(
             runs=[outcome.run(started_at) for outcome in outcomes],
             records=[record for outcome in outcomes for record in outcome.records],
         )
-        committed = await asyncio.to_thread(store.commit, batch)
+        committed = store.commit(batch)  # every fetch is done: nothing else needs the event loop now
         if committed.problem is not None:
             problem = problem or _storage_problem(committed, len(batch.records), store)
     weight = exchange.gate.used_weight
