@@ -6,7 +6,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import psycopg
@@ -44,9 +44,17 @@ def migrated(url: str, timescaledb: str = "auto") -> None:
     migrate(Settings(database=DatabaseSettings(url=url, timescaledb=timescaledb)))  # type: ignore[arg-type]
 
 
-def fill(url: str, rows: int, symbols: int, start: datetime) -> None:
+def fill(
+    url: str,
+    rows: int,
+    symbols: int,
+    start: datetime,
+    first_expiry: date = date(2026, 3, 1),
+    first_strike: int = 50_000,
+) -> None:
     """``rows`` rows of open_interest, ``symbols`` BTC options a minute from ``start``, written in SQL (the
-    sink is not what is measured when this is used), then VACUUM ANALYZE."""
+    sink is not what is measured when this is used), then VACUUM ANALYZE. Expiries are weekly from
+    ``first_expiry`` (800 symbols each), strikes 500 apart from ``first_strike``."""
     with psycopg.connect(url) as connection:
         connection.execute(
             """
@@ -56,11 +64,17 @@ def fill(url: str, rows: int, symbols: int, start: datetime) -> None:
                    CASE side_letter WHEN 'C' THEN 'call' ELSE 'put' END,
                    mod(k * 7 + m, 9973) / 100.0, mod(k * 7 + m, 9973) * 1234.5678901234, now()
             FROM generate_series(0, %(minutes)s - 1) AS m, generate_series(0, %(symbols)s - 1) AS k,
-                 LATERAL (SELECT DATE '2026-03-01' + 7 * (k / 800) AS e, 50000 + 500 * mod(k / 2, 400) AS s,
+                 LATERAL (SELECT %(expiry)s + 7 * (k / 800) AS e, %(strike)s + 500 * mod(k / 2, 400) AS s,
                                  CASE mod(k, 2) WHEN 0 THEN 'C' ELSE 'P' END AS side_letter) AS x
             ORDER BY m, k
             """,
-            {"start": start, "minutes": rows // symbols, "symbols": symbols},
+            {
+                "start": start,
+                "minutes": rows // symbols,
+                "symbols": symbols,
+                "expiry": first_expiry,
+                "strike": first_strike,
+            },
         )
         connection.commit()
         connection.autocommit = True
