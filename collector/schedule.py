@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
@@ -31,6 +32,24 @@ def interval_anchor(now: datetime, interval_s: int, offset_s: float) -> datetime
     """
     since_epoch = (now - _EPOCH).total_seconds() - offset_s
     return _EPOCH + timedelta(seconds=since_epoch - since_epoch % interval_s + offset_s)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def release_freed_memory() -> None:
+    """Hand the heap a cycle freed back to the OS. glibc keeps freed blocks in per-thread arenas, and each
+    cycle's event loop and threads leave a few MB there; without this, RSS creeps up for the first hundred
+    cycles before it levels off."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 class Daemon:
@@ -90,6 +109,7 @@ class Daemon:
         except Exception:
             log.exception("cycle crashed; the next one runs on schedule")
         finally:
+            release_freed_memory()
             self.idle.set()
 
     def _deadline(self) -> float:
