@@ -7,6 +7,7 @@ import itertools
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from collector.sink.postgres import PostgresSink, make_engine
 from collector.sink.spool import Spool
 from collector.sink.store import Store
 from collector.source.gate import ExchangeGate
-from tests.fake_exchange import FakeExchange
+from tests.fake_exchange import OPEN_INTEREST, FakeExchange
 from tests.pg_server import NoPostgres, throwaway_server
 
 REPO = Path(__file__).resolve().parent.parent
@@ -163,3 +164,30 @@ def run_cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.
         timeout=timeout,
         check=False,
     )
+
+
+def start_daemon(settings: Settings, fake: FakeExchange, *args: str) -> subprocess.Popen[str]:
+    """``oi-collector run`` with 1 s cycles; returns once its first cycle has asked the exchange for rows."""
+    env = cli_env(
+        settings,
+        OI_COLLECT_INTERVAL_S="1",
+        OI_COLLECT_OFFSET_S="0",
+        OI_COLLECT_UNDERLYINGS=",".join(settings.collect.underlyings),
+    )
+    command = [str(Path(sys.executable).parent / "oi-collector"), "run", *args]
+    daemon = subprocess.Popen(command, env=env, cwd=REPO, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not fake.requests_to(OPEN_INTEREST) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # let that first cycle finish on this minute
+    return daemon
+
+
+def advance_minutes(fake: FakeExchange, count: int, hold_s: float = 2.2) -> list[int]:
+    """Serve ``count`` new minutes, each long enough for at least one whole cycle."""
+    minutes = []
+    for _ in range(count):
+        fake.minute_ms = (fake.minute_ms or 0) + 60_000
+        minutes.append(fake.minute_ms)
+        time.sleep(hold_s)
+    return minutes

@@ -5,14 +5,13 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psycopg
 from sqlalchemy.engine import make_url
 
 from collector.config import DatabaseSettings, Settings
-from tests.conftest import REPO, cli_env, run_cli
+from tests.conftest import REPO, advance_minutes, cli_env, run_cli, start_daemon
 from tests.fake_exchange import FakeExchange, html_page
 
 MINUTE = 1_764_585_060_000
@@ -124,26 +123,18 @@ def test_run_migrates_collects_several_cycles_and_exits_0_on_sigterm(
     settings: Settings, fake: FakeExchange, empty_database_url: str
 ) -> None:
     fake.minute_ms = MINUTE
-    env = cli_env(point_at(settings, empty_database_url), OI_COLLECT_INTERVAL_S="1", OI_COLLECT_OFFSET_S="0")
-    daemon = subprocess.Popen(
-        [str(Path(sys.executable).parent / "oi-collector"), "run"],
-        env=env,
-        cwd=REPO,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    daemon = start_daemon(point_at(settings, empty_database_url), fake)
     try:
-        for step in range(1, 5):
-            time.sleep(1.1)
-            fake.minute_ms = MINUTE + step * 60_000
-        time.sleep(1.1)
+        minutes = [MINUTE, *advance_minutes(fake, 2)]
         daemon.send_signal(signal.SIGTERM)
         _, stderr = daemon.communicate(timeout=30)
     finally:
         daemon.kill()
     assert daemon.returncode == 0, stderr
     assert "received SIGTERM: finishing the cycle in flight" in stderr
-    minutes = query(empty_database_url, "SELECT ts, count(*) FROM open_interest GROUP BY ts")
-    assert len(minutes) >= 3
-    assert {count for _, count in minutes} == {len(served(fake))}  # every cycle stored its whole snapshot
+    stored_minutes = query(
+        empty_database_url,
+        "SELECT (extract(epoch FROM ts) * 1000)::bigint, count(*) FROM open_interest GROUP BY 1 ORDER BY 1",
+    )
+    assert stored_minutes == [(minute, len(served(fake))) for minute in minutes]  # every minute, whole
     assert stderr.count(" pairs ok, 0 failed;") >= 3

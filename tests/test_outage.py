@@ -22,8 +22,8 @@ from collector.sink.postgres import PostgresSink, make_engine
 from collector.sink.spool import Spool
 from collector.sink.store import Store
 from collector.source.gate import ExchangeGate
-from tests.conftest import REPO, cli_env, run_cli
-from tests.fake_exchange import OPEN_INTEREST, FakeExchange
+from tests.conftest import REPO, advance_minutes, cli_env, run_cli, start_daemon
+from tests.fake_exchange import FakeExchange
 from tests.tcp_proxy import TcpProxy
 
 MINUTE = 1_764_585_060_000
@@ -83,33 +83,6 @@ def test_a_cycle_during_an_outage_is_spooled_then_written_once_the_database_is_b
     assert rows_per_minute(settings) == {MINUTE: rows, MINUTE + 60_000: rows}
     statuses = query(settings, "SELECT status, count(*) FROM collection_runs GROUP BY 1 ORDER BY 1")
     assert statuses == [("ok", len(fake.pairs())), ("spooled", len(fake.pairs()))]
-
-
-def start_daemon(settings: Settings, fake: FakeExchange, *args: str) -> subprocess.Popen[str]:
-    """``oi-collector run`` with 1 s cycles; returns once its first cycle has asked the exchange for rows."""
-    env = cli_env(
-        settings,
-        OI_COLLECT_INTERVAL_S="1",
-        OI_COLLECT_OFFSET_S="0",
-        OI_COLLECT_UNDERLYINGS=",".join(settings.collect.underlyings),
-    )
-    command = [str(Path(sys.executable).parent / "oi-collector"), "run", *args]
-    daemon = subprocess.Popen(command, env=env, cwd=REPO, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    while not fake.requests_to(OPEN_INTEREST) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)  # let that first cycle finish on this minute
-    return daemon
-
-
-def advance_minutes(fake: FakeExchange, count: int, hold_s: float = 2.2) -> list[int]:
-    """Serve ``count`` new minutes, each long enough for at least one whole cycle."""
-    minutes = []
-    for _ in range(count):
-        fake.minute_ms = (fake.minute_ms or MINUTE) + 60_000
-        minutes.append(fake.minute_ms)
-        time.sleep(hold_s)
-    return minutes
 
 
 def test_a_daemon_loses_no_row_through_two_database_cuts(
