@@ -66,7 +66,7 @@ def test_migrate_is_safe_to_run_again(empty_database_url: str) -> None:
     migrate(settings_for(empty_database_url))
     engine = make_engine(empty_database_url)
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0004"]
     engine.dispose()
 
 
@@ -78,7 +78,7 @@ def test_two_collectors_migrating_at_once_both_succeed(empty_database_url: str) 
     assert [code for code, _ in results] == [0, 0], results
     engine = make_engine(empty_database_url)
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0004"]
     engine.dispose()
 
 
