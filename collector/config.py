@@ -61,12 +61,21 @@ class SpoolSettings:
         return int(self.max_mb * 1_000_000)
 
 
+LogFormat = Literal["text", "json"]
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    format: LogFormat = "text"
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     exchange: ExchangeSettings = field(default_factory=ExchangeSettings)
     collect: CollectSettings = field(default_factory=CollectSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     spool: SpoolSettings = field(default_factory=SpoolSettings)
+    log: LogSettings = field(default_factory=LogSettings)
     source: str = "defaults"
 
 
@@ -169,6 +178,13 @@ def _database_url(value: object) -> str:
     return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
+def _log_format(value: object) -> LogFormat:
+    text = _text(value).lower()
+    if text not in ("text", "json"):
+        raise ValueError(f'must be "text" or "json", got {value!r}')
+    return text  # type: ignore[return-value]
+
+
 def _timescale_mode(value: object) -> TimescaleMode:
     text = _text(value).lower()
     if text not in ("auto", "require", "off"):
@@ -201,6 +217,7 @@ KEYS: tuple[_Key, ...] = (
     _Key("database", "compress_after_days", _positive_number),
     _Key("spool", "dir", _path),
     _Key("spool", "max_mb", _positive_number),
+    _Key("log", "format", _log_format),
 )
 ENV_VARS_OUTSIDE_FILE = ("OI_CONFIG",)
 
@@ -222,7 +239,13 @@ def load_settings(cli_path: str | None = None, env: Mapping[str, str] | None = N
     source = str(path) if document is not None else "defaults"
     _reject_unknown_file_keys(document or {}, path)
     _reject_unknown_env_vars(env)
-    sections: dict[str, dict[str, Any]] = {"exchange": {}, "collect": {}, "database": {}, "spool": {}}
+    sections: dict[str, dict[str, Any]] = {
+        "exchange": {},
+        "collect": {},
+        "database": {},
+        "spool": {},
+        "log": {},
+    }
     origins: dict[str, str] = {}
     for key in KEYS:
         if key.env_var in env:
@@ -238,6 +261,7 @@ def load_settings(cli_path: str | None = None, env: Mapping[str, str] | None = N
         collect=CollectSettings(**sections["collect"]),
         database=DatabaseSettings(**sections["database"]),
         spool=SpoolSettings(**sections["spool"]),
+        log=LogSettings(**sections["log"]),
         source=source,
     )
     _check_offset(settings.collect, origins)

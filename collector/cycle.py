@@ -238,7 +238,9 @@ async def _fetch(exchange: BinanceOptions, pair: Pair, limit: asyncio.Semaphore)
             answer = await exchange.open_interest(pair)
         except ExchangeError as error:
             if not isinstance(error, NotSentError):  # those are said once for the whole cycle
-                log.error("%s: %s; this pair failed this cycle, the others go on", pair, error)
+                log.error(
+                    "%s: %s; this pair failed this cycle, the others go on", pair, error, extra=_about(pair)
+                )
             elapsed = time.monotonic() - started
             return PairOutcome(pair, [], error=error, attempts=error.attempts, duration_s=elapsed)
         received_at = datetime.now(UTC)
@@ -246,11 +248,16 @@ async def _fetch(exchange: BinanceOptions, pair: Pair, limit: asyncio.Semaphore)
     assert isinstance(rows, list)
     normalised = normalise_rows(rows, received_at)
     for rejection in normalised.rejections:
-        log.warning("%s: rejected a row, %s; the other rows are kept", pair, rejection)
+        log.warning("%s: rejected a row, %s; the other rows are kept", pair, rejection, extra=_about(pair))
     if not rows:
-        log.warning("%s: the exchange returned no rows", pair)
+        log.warning("%s: the exchange returned no rows", pair, extra=_about(pair))
     elapsed = time.monotonic() - started
     return PairOutcome(pair, normalised.records, len(normalised.rejections), None, answer.attempts, elapsed)
+
+
+def _about(pair: Pair) -> dict[str, str]:
+    """Log-record fields for a line about one pair (the JSON log format shows them as ``pair``)."""
+    return {"pair": str(pair)}
 
 
 def _say_not_sent(outcomes: list[PairOutcome]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -138,3 +139,15 @@ def test_run_migrates_collects_several_cycles_and_exits_0_on_sigterm(
     )
     assert stored_minutes == [(minute, len(served(fake))) for minute in minutes]  # every minute, whole
     assert stderr.count(" pairs ok, 0 failed;") >= 3
+
+
+def test_json_logs_are_one_object_a_line_with_the_pair(settings: Settings, fake: FakeExchange) -> None:
+    fake.minute_ms = MINUTE
+    fake.inject(html_page(200), underlying="BTC", expiry="251226", times=None)
+    result = run_cli("once", env=cli_env(settings, OI_LOG_FORMAT="json"))
+    assert result.returncode == 1
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert {"time", "level", "logger", "message"} <= set(lines[0])
+    [failure] = [line for line in lines if line.get("pair") == "BTC 251226" and line["level"] == "error"]
+    assert "HTTP 200 with an HTML page" in failure["message"]
+    assert lines[-1]["message"].startswith("cycle ")

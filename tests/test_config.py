@@ -137,6 +137,7 @@ ENV_OVERRIDES: list[tuple[str, str, str, object]] = [
     ("OI_DATABASE_COMPRESS_AFTER_DAYS", "7", "2.5", 2.5),
     ("OI_SPOOL_DIR", '"spool"', "/var/lib/oi/spool", Path("/var/lib/oi/spool")),
     ("OI_SPOOL_MAX_MB", "512", "64", 64.0),
+    ("OI_LOG_FORMAT", '"text"', "json", "json"),
 ]
 
 
@@ -168,6 +169,7 @@ def test_env_vars_are_named_after_section_and_key() -> None:
         "OI_DATABASE_COMPRESS_AFTER_DAYS",
         "OI_SPOOL_DIR",
         "OI_SPOOL_MAX_MB",
+        "OI_LOG_FORMAT",
     ]
 
 
