@@ -61,6 +61,12 @@ class SpoolSettings:
         return int(self.max_mb * 1_000_000)
 
 
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    port: int = 9108  # 0: no metrics server
+    healthy_within_s: float = 300.0
+
+
 LogFormat = Literal["text", "json"]
 
 
@@ -76,6 +82,7 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     spool: SpoolSettings = field(default_factory=SpoolSettings)
     log: LogSettings = field(default_factory=LogSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     source: str = "defaults"
 
 
@@ -178,6 +185,13 @@ def _database_url(value: object) -> str:
     return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
+def _port(value: object) -> int:
+    number = _number(value)
+    if number != int(number) or not 0 <= number <= 65535:
+        raise ValueError(f"must be a port number from 0 (off) to 65535, got {value!r}")
+    return int(number)
+
+
 def _log_format(value: object) -> LogFormat:
     text = _text(value).lower()
     if text not in ("text", "json"):
@@ -218,6 +232,8 @@ KEYS: tuple[_Key, ...] = (
     _Key("spool", "dir", _path),
     _Key("spool", "max_mb", _positive_number),
     _Key("log", "format", _log_format),
+    _Key("metrics", "port", _port),
+    _Key("metrics", "healthy_within_s", _positive_number),
 )
 ENV_VARS_OUTSIDE_FILE = ("OI_CONFIG",)
 
@@ -239,13 +255,7 @@ def load_settings(cli_path: str | None = None, env: Mapping[str, str] | None = N
     source = str(path) if document is not None else "defaults"
     _reject_unknown_file_keys(document or {}, path)
     _reject_unknown_env_vars(env)
-    sections: dict[str, dict[str, Any]] = {
-        "exchange": {},
-        "collect": {},
-        "database": {},
-        "spool": {},
-        "log": {},
-    }
+    sections: dict[str, dict[str, Any]] = {key.section: {} for key in KEYS}
     origins: dict[str, str] = {}
     for key in KEYS:
         if key.env_var in env:
@@ -262,6 +272,7 @@ def load_settings(cli_path: str | None = None, env: Mapping[str, str] | None = N
         database=DatabaseSettings(**sections["database"]),
         spool=SpoolSettings(**sections["spool"]),
         log=LogSettings(**sections["log"]),
+        metrics=MetricsSettings(**sections["metrics"]),
         source=source,
     )
     _check_offset(settings.collect, origins)

@@ -17,6 +17,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from collector.config import Settings
 from collector.cycle import KnownPairs, collect_once
+from collector.metrics import Metrics, serve
 from collector.sink.store import Store
 from collector.source.gate import ExchangeGate
 
@@ -63,6 +64,7 @@ class Daemon:
         self.gate = gate
         self.prepare = prepare  # tried before each cycle until it returns True (the schema migration)
         self.known = KnownPairs()
+        self.metrics: Metrics | None = None
         self.stop = threading.Event()
         self.idle = threading.Event()
         self.idle.set()
@@ -70,6 +72,11 @@ class Daemon:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
+        port = self.settings.metrics.port
+        if port:
+            self.metrics = Metrics(self.settings.metrics.healthy_within_s)
+            serve(self.metrics, port)
+            log.info("metrics on :%d/metrics, health on :%d/healthz", port, port)
         self._prepare()
         self.store.flush()  # a spool left by an earlier process goes first
         collect = self.settings.collect
@@ -105,7 +112,11 @@ class Daemon:
             if self.stop.is_set():
                 return
             self._prepare()
-            asyncio.run(collect_once(self.settings, self.store, self.gate, self._deadline(), self.known))
+            report = asyncio.run(
+                collect_once(self.settings, self.store, self.gate, self._deadline(), self.known)
+            )
+            if self.metrics is not None:
+                self.metrics.observe(report, self.store.spool)
         except Exception:
             log.exception("cycle crashed; the next one runs on schedule")
         finally:

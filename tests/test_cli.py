@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import psycopg
 from sqlalchemy.engine import make_url
 
@@ -16,6 +20,12 @@ from tests.conftest import REPO, advance_minutes, cli_env, run_cli, start_daemon
 from tests.fake_exchange import FakeExchange, html_page
 
 MINUTE = 1_764_585_060_000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def query(url: str, sql: str) -> list[tuple]:
@@ -151,3 +161,43 @@ def test_json_logs_are_one_object_a_line_with_the_pair(settings: Settings, fake:
     [failure] = [line for line in lines if line.get("pair") == "BTC 251226" and line["level"] == "error"]
     assert "HTTP 200 with an HTML page" in failure["message"]
     assert lines[-1]["message"].startswith("cycle ")
+
+
+def test_the_daemon_serves_metrics_and_health(settings: Settings, fake: FakeExchange) -> None:
+    port = free_port()
+    fake.minute_ms = MINUTE
+    daemon = start_daemon(settings, fake, "--no-migrate", OI_METRICS_PORT=str(port))
+    try:
+        time.sleep(1.5)
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.communicate(timeout=30)
+    assert health.status_code == 200 and health.text == "ok\n"
+    assert re.search(r'^oi_cycles_total\{outcome="ok"\} [1-9]', metrics, re.MULTILINE)
+    assert re.search(r'^oi_pairs_total\{reason="",status="ok"\} [1-9]', metrics, re.MULTILINE)
+    assert re.search(
+        r'^oi_last_snapshot_timestamp_seconds\{underlying="BTC"\} 1\.76458506e\+09', metrics, re.M
+    )
+    assert re.search(r"^oi_rows_stored_total [1-9]", metrics, re.MULTILINE)
+    assert "oi_spool_batches 0.0" in metrics
+    assert "oi_cycle_duration_seconds_bucket" in metrics and "oi_exchange_used_weight" in metrics
+
+
+def test_health_fails_when_no_pair_is_stored_for_too_long(settings: Settings, fake: FakeExchange) -> None:
+    port = free_port()
+    fake.inject(html_page(502), times=None)
+    daemon = start_daemon(
+        settings, fake, "--no-migrate", OI_METRICS_PORT=str(port), OI_METRICS_HEALTHY_WITHIN_S="1"
+    )
+    try:
+        time.sleep(2.0)
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz")
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.communicate(timeout=30)
+    assert health.status_code == 503
+    assert health.text.startswith("no pair stored for ")
+    assert re.search(r'^oi_pairs_total\{reason="server_error",status="failed"\} [1-9]', metrics, re.MULTILINE)

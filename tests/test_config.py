@@ -138,6 +138,8 @@ ENV_OVERRIDES: list[tuple[str, str, str, object]] = [
     ("OI_SPOOL_DIR", '"spool"', "/var/lib/oi/spool", Path("/var/lib/oi/spool")),
     ("OI_SPOOL_MAX_MB", "512", "64", 64.0),
     ("OI_LOG_FORMAT", '"text"', "json", "json"),
+    ("OI_METRICS_PORT", "9108", "0", 0),
+    ("OI_METRICS_HEALTHY_WITHIN_S", "300", "90", 90.0),
 ]
 
 
@@ -170,6 +172,8 @@ def test_env_vars_are_named_after_section_and_key() -> None:
         "OI_SPOOL_DIR",
         "OI_SPOOL_MAX_MB",
         "OI_LOG_FORMAT",
+        "OI_METRICS_PORT",
+        "OI_METRICS_HEALTHY_WITHIN_S",
     ]
 
 

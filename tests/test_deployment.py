@@ -321,3 +321,8 @@ def test_dockerignore_keeps_secrets_out_and_what_the_build_needs_in() -> None:
         assert not ignored(needed), f".dockerignore drops {needed}, which the image build needs"
     for secret in (".git", ".venv", ".env"):
         assert ignored(secret), f".dockerignore lets {secret} into the build context"
+
+
+def test_the_collector_healthcheck_asks_healthz(collector: dict[str, Any]) -> None:
+    test = collector["healthcheck"]["test"]
+    assert test[0] == "CMD" and "http://127.0.0.1:9108/healthz" in " ".join(test)

@@ -1,0 +1,130 @@
+"""Prometheus metrics and a health check, served on one port: ``/metrics`` and ``/healthz``."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from collector.cycle import CycleReport
+from collector.errors import ExchangeError, NotSentError
+from collector.sink.spool import Spool
+
+
+def failure_reason(error: ExchangeError) -> str:
+    """A small, fixed set of label values for why a pair failed."""
+    if isinstance(error, NotSentError):
+        return "not_sent"
+    if error.status is None:
+        return "network"
+    if error.status == 429:
+        return "rate_limited"
+    if error.status == 418:
+        return "banned"
+    if error.status >= 500:
+        return "server_error"
+    if error.code is not None:
+        return "exchange_error"
+    return "bad_response" if error.status < 300 else "client_error"
+
+
+class Metrics:
+    def __init__(self, healthy_within_s: float, clock: Callable[[], float] = time.time) -> None:
+        self.registry = CollectorRegistry()
+        self.healthy_within_s = healthy_within_s
+        self.clock = clock
+        self.started = clock()
+        self.last_success = 0.0
+        self.newest: dict[str, float] = {}
+        r = self.registry
+        self.cycles = Counter("oi_cycles", "Collection cycles, by outcome", ["outcome"], registry=r)
+        self.pairs = Counter(
+            "oi_pairs", "Pairs polled, by status and failure reason", ["status", "reason"], registry=r
+        )
+        self.rows_stored = Counter("oi_rows_stored", "Rows stored (new, changed or unchanged)", registry=r)
+        self.rows_rejected = Counter("oi_rows_rejected", "Malformed rows skipped", registry=r)
+        self.duration = Histogram(
+            "oi_cycle_duration_seconds", "Cycle duration", registry=r,
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+        )  # fmt: skip
+        self.snapshot = Gauge(
+            "oi_last_snapshot_timestamp_seconds",
+            "Newest snapshot stored, by underlying",
+            ["underlying"],
+            registry=r,
+        )
+        self.spool_bytes = Gauge("oi_spool_bytes", "Bytes waiting in the spool", registry=r)
+        self.spool_batches = Gauge("oi_spool_batches", "Batches waiting in the spool", registry=r)
+        self.used_weight = Gauge(
+            "oi_exchange_used_weight", "The exchange's last reported used weight", registry=r
+        )
+
+    def observe(self, report: CycleReport, spool: Spool) -> None:
+        self.cycles.labels("ok" if report.ok else "failed").inc()
+        self.duration.observe(report.duration_s)
+        self.rows_rejected.inc(report.rows_rejected)
+        stored = report.stored
+        for outcome in report.outcomes:
+            if outcome.error is not None:
+                self.pairs.labels("failed", failure_reason(outcome.error)).inc()
+                continue
+            self.pairs.labels("ok", "").inc()
+            if stored and outcome.records:
+                self.last_success = self.clock()
+                underlying = outcome.pair.underlying
+                newest = max(record.ts for record in outcome.records).timestamp()
+                self.newest[underlying] = max(newest, self.newest.get(underlying, 0.0))
+                self.snapshot.labels(underlying).set(self.newest[underlying])
+        if stored:
+            self.rows_stored.inc(report.rows_fetched)
+        self.spool_batches.set(len(spool.pending()))
+        self.spool_bytes.set(spool.size_bytes())
+        if report.used_weight is not None:
+            self.used_weight.set(report.used_weight)
+
+    def health(self) -> tuple[bool, str]:
+        """Healthy while a pair was stored in the last ``healthy_within_s`` (or the daemon is younger)."""
+        since = self.last_success or self.started
+        silent = self.clock() - since
+        if silent <= self.healthy_within_s:
+            return True, "ok"
+        return False, f"no pair stored for {silent:.0f} s (limit {self.healthy_within_s:g} s)"
+
+
+def serve(metrics: Metrics, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:
+    """Start the /metrics and /healthz server in a daemon thread."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/metrics":
+                self._reply(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+            elif self.path == "/healthz":
+                healthy, reason = metrics.health()
+                self._reply(200 if healthy else 503, (reason + "\n").encode(), "text/plain; charset=utf-8")
+            else:
+                self._reply(404, b"not found: try /metrics or /healthz\n", "text/plain; charset=utf-8")
+
+        def _reply(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # scrapes every 15 s would drown the log
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+    return server
