@@ -261,7 +261,6 @@ def _about(pair: Pair) -> dict[str, str]:
 
 
 def _say_not_sent(outcomes: list[PairOutcome]) -> None:
-    held = [outcome for outcome in outcomes if isinstance(outcome.error, NotSentError)]
+    held = [outcome.error for outcome in outcomes if isinstance(outcome.error, NotSentError)]
     if held:
-        reason = str(held[0].error).split(": not sent: ", 1)[-1]
-        log.error("%d pairs not polled this cycle: %s", len(held), reason)
+        log.error("%d pairs not polled this cycle: %s", len(held), held[0].reason)

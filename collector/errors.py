@@ -51,6 +51,10 @@ class RetriableExchangeError(ExchangeError):
 class NotSentError(RetriableExchangeError):
     """We held the request back: the IP is banned, rate-limited, or out of weight until past the deadline."""
 
+    def __init__(self, what: str, reason: str) -> None:
+        super().__init__(f"{what}: not sent: {reason}")
+        self.reason = reason
+
 
 class FatalExchangeError(ExchangeError):
     """Trying again will not help: a bad request, or a body we cannot read."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, timedelta
@@ -79,7 +80,10 @@ def _insert_from_arrays(table: Table, conflict: str) -> TextClause:
 _STAGE = text(
     "CREATE TEMP TABLE IF NOT EXISTS open_interest_incoming (LIKE open_interest) ON COMMIT DELETE ROWS"
 )
-_COPY_STAGED = f"COPY open_interest_incoming ({', '.join(c.name for c in open_interest.columns)}) FROM STDIN"
+_COLUMN_NAMES = [column.name for column in open_interest.columns]
+_COPY_STAGED = f"COPY open_interest_incoming ({', '.join(_COLUMN_NAMES)}) FROM STDIN"
+# A record's columns in table order (dataclasses.astuple would deep-copy every value).
+_row_values = operator.attrgetter(*_COLUMN_NAMES)
 _COPY_TYPES = ["text", "timestamptz", "text", "date", "numeric", "text", "numeric", "numeric", "timestamptz"]
 _UPSERT_STAGED = text(
     """
@@ -159,21 +163,6 @@ def _upsert(connection: Connection, records: Sequence[OpenInterest]) -> int:
         for record in records:
             copy.write_row(_row_values(record))
     return connection.execute(_UPSERT_STAGED).rowcount
-
-
-def _row_values(record: OpenInterest) -> tuple[object, ...]:
-    """The record's columns in table order (dataclasses.astuple deep-copies; this does not)."""
-    return (
-        record.symbol,
-        record.ts,
-        record.underlying,
-        record.expiry,
-        record.strike,
-        record.side,
-        record.open_interest,
-        record.open_interest_usd,
-        record.collected_at,
-    )
 
 
 def _columns(rows: Sequence[OpenInterest] | Sequence[PairRun]) -> dict[str, list[object]]:

@@ -56,7 +56,7 @@ class Store:
         replayed = self.flush(until=path)
         if replayed.problem is not None:
             return Committed(None, True, 0, replayed, replayed.problem)
-        written = self._write(path, replayed=False)
+        written = self._write(path, replayed=False, batch=batch)
         if isinstance(written, str):
             return Committed(None, True, 0, replayed, written)
         return Committed(written, True, 0, replayed, None)

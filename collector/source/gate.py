@@ -68,7 +68,7 @@ class ExchangeGate:
                 self.in_flight += 1
                 return
             if resume > deadline:
-                raise NotSentError(f"{what}: not sent: {reason}")
+                raise NotSentError(what, reason)
             await asyncio.sleep(resume - now)
 
     def leave(self, headers: Mapping[str, str] | None) -> None:
