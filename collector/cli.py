@@ -181,13 +181,13 @@ def render_settings(settings: Settings) -> str:
         value = getattr(getattr(settings, key.section), key.name)
         if (key.section, key.name) == ("database", "url"):
             value = settings.database.masked_url()
+        elif value is None:
+            value = key.none_means
         lines.append(f"{key.name} = {_toml_value(value)}")
     return "\n".join(lines)
 
 
 def _toml_value(value: object) -> str:
-    if value is None:
-        return '"all"'
     if isinstance(value, str | Path):
         return f'"{value}"'
     if isinstance(value, tuple):

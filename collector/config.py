@@ -46,6 +46,7 @@ class DatabaseSettings:
     url: str = field(default="postgresql+psycopg://postgres@localhost:5432/oi", repr=False)  # password
     timescaledb: TimescaleMode = "auto"
     compress_after_days: float = 7.0
+    drop_raw_after_days: float | None = None  # None: keep every raw row
 
     def masked_url(self) -> str:
         return make_url(self.url).render_as_string(hide_password=True)
@@ -125,6 +126,24 @@ def _non_negative_number(value: object) -> float:
     if number < 0:
         raise ValueError(f"must be 0 or more, got {value!r}")
     return number
+
+
+# A retention policy drops whole 1-day chunks, and the hourly aggregate's refresh stops a day short of the
+# drop age (a refresh over dropped rows would delete those hours from the aggregate too): 2 days is the least
+# that leaves that refresh anything to do.
+MIN_DROP_RAW_AFTER_DAYS = 2.0
+
+
+def _drop_after_days(value: object) -> float | None:
+    if isinstance(value, str) and value.strip().lower() == "never":
+        return None
+    try:
+        days = _number(value)
+    except ValueError:
+        raise ValueError(f'must be "never" or a number of days, got {value!r}') from None
+    if days < MIN_DROP_RAW_AFTER_DAYS:
+        raise ValueError(f'must be "never" or at least {MIN_DROP_RAW_AFTER_DAYS:g} days, got {value!r}')
+    return days
 
 
 def _string_list(value: object) -> list[str]:
@@ -211,6 +230,7 @@ class _Key:
     section: str
     name: str
     parse: Callable[[object], Any]
+    none_means: str = ""  # how the file spells the value that parses to None
 
     @property
     def env_var(self) -> str:
@@ -222,13 +242,14 @@ KEYS: tuple[_Key, ...] = (
     _Key("exchange", "timeout_s", _positive_number),
     _Key("exchange", "max_in_flight", _positive_int),
     _Key("collect", "underlyings", _underlyings),
-    _Key("collect", "expiries", _expiries),
+    _Key("collect", "expiries", _expiries, none_means="all"),
     _Key("collect", "interval_s", _positive_int),
     _Key("collect", "offset_s", _non_negative_number),
     _Key("collect", "shutdown_timeout_s", _positive_number),
     _Key("database", "url", _database_url),
     _Key("database", "timescaledb", _timescale_mode),
     _Key("database", "compress_after_days", _positive_number),
+    _Key("database", "drop_raw_after_days", _drop_after_days, none_means="never"),
     _Key("spool", "dir", _path),
     _Key("spool", "max_mb", _positive_number),
     _Key("log", "format", _log_format),

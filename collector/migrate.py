@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -14,6 +15,7 @@ from collector.errors import SinkError
 from collector.sink import timescale
 from collector.sink.postgres import make_engine
 
+log = logging.getLogger("collector.migrate")
 MIGRATIONS_DIR = Path(collector.migrations.__file__).parent
 
 
@@ -35,12 +37,23 @@ def migrate(settings: Settings, revision: str = "head") -> None:
 
 def _sync_policies(settings: Settings) -> None:
     """TimescaleDB policies follow the configuration at every migrate, not only when a revision runs."""
-    engine = make_engine(settings.database.url)
+    database = settings.database
+    engine = make_engine(database.url)
     try:
         with engine.begin() as connection:
-            if timescale.is_hypertable(connection, "open_interest"):
-                timescale.sync_columnstore_policy(
-                    connection, "open_interest", settings.database.compress_after_days
+            if not timescale.is_hypertable(connection, "open_interest"):
+                if database.drop_raw_after_days is not None:
+                    log.warning(
+                        "database.drop_raw_after_days is %g, but open_interest is a plain PostgreSQL table:"
+                        " nothing is dropped (retention needs TimescaleDB)",
+                        database.drop_raw_after_days,
+                    )
+                return
+            timescale.sync_columnstore_policy(connection, "open_interest", database.compress_after_days)
+            if timescale.is_continuous_aggregate(connection, "open_interest_hourly"):
+                timescale.sync_refresh_policy(
+                    connection, "open_interest_hourly", database.drop_raw_after_days
                 )
+            timescale.sync_retention_policy(connection, "open_interest", database.drop_raw_after_days)
     finally:
         engine.dispose()

@@ -115,6 +115,27 @@ def fake() -> Iterator[FakeExchange]:
         yield exchange
 
 
+# The TimescaleDB path: only where a real server with the extension is named.
+
+TIMESCALEDB_URL = os.environ.get("TEST_TIMESCALEDB_URL")
+needs_timescaledb = pytest.mark.skipif(
+    not TIMESCALEDB_URL,
+    reason="TEST_TIMESCALEDB_URL is not set: no server with the timescaledb extension to test against",
+)
+
+
+@pytest.fixture
+def timescaledb_url() -> Iterator[str]:
+    """A new, empty database on the TEST_TIMESCALEDB_URL server; dropped afterwards."""
+    assert TIMESCALEDB_URL
+    server = make_url(TIMESCALEDB_URL).set(drivername="postgresql+psycopg")
+    admin = server.render_as_string(hide_password=False)
+    name = f"oi_tsdb_test_{os.getpid()}_{next(_database_numbers)}"
+    admin_execute(admin, f"CREATE DATABASE {name}")
+    yield _with_database(admin, name)
+    admin_execute(admin, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
 @pytest.fixture
 def settings(fake: FakeExchange, database_url: str, tmp_path: Path) -> Settings:
     return Settings(

@@ -9,13 +9,16 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import psycopg
+import pytest
 from sqlalchemy.engine import make_url
 
-from collector.config import DatabaseSettings, Settings
+from collector.cli import render_settings
+from collector.config import CollectSettings, DatabaseSettings, Settings, load_settings
 from tests.conftest import REPO, advance_minutes, cli_env, run_cli, start_daemon
 from tests.fake_exchange import FakeExchange, html_page
 
@@ -114,6 +117,21 @@ def test_check_config_prints_the_resolved_settings_with_the_password_masked(sett
     assert 'url = "postgresql+psycopg://collector:***@db.example:5432/oi"' in result.stdout
     assert "s3cret" not in result.stdout + result.stderr
     assert f'base_url = "{settings.exchange.base_url}"' in result.stdout
+
+
+@pytest.mark.parametrize(
+    "database",
+    [DatabaseSettings(), DatabaseSettings(drop_raw_after_days=400.0)],
+    ids=["defaults", "retention set"],
+)
+def test_check_config_output_reads_back_as_the_same_settings(
+    tmp_path: Path, database: DatabaseSettings
+) -> None:
+    """What check-config prints is a config file: "all" and "never" come back as the None they stand for."""
+    settings = Settings(database=database, collect=CollectSettings(expiries=None))
+    path = tmp_path / "resolved.toml"
+    path.write_text(render_settings(settings), encoding="utf-8")
+    assert load_settings(str(path), {}) == replace(settings, source=str(path))
 
 
 def test_python_dash_m_collector_is_the_same_command(settings: Settings) -> None:

@@ -135,6 +135,8 @@ ENV_OVERRIDES: list[tuple[str, str, str, object]] = [
     ("OI_DATABASE_TIMESCALEDB", '"auto"', "off", "off"),
     ("OI_COLLECT_SHUTDOWN_TIMEOUT_S", "30", "5", 5.0),
     ("OI_DATABASE_COMPRESS_AFTER_DAYS", "7", "2.5", 2.5),
+    ("OI_DATABASE_DROP_RAW_AFTER_DAYS", '"never"', "90", 90.0),
+    ("OI_DATABASE_DROP_RAW_AFTER_DAYS", "90", "never", None),
     ("OI_SPOOL_DIR", '"spool"', "/var/lib/oi/spool", Path("/var/lib/oi/spool")),
     ("OI_SPOOL_MAX_MB", "512", "64", 64.0),
     ("OI_LOG_FORMAT", '"text"', "json", "json"),
@@ -169,6 +171,7 @@ def test_env_vars_are_named_after_section_and_key() -> None:
         "OI_DATABASE_URL",
         "OI_DATABASE_TIMESCALEDB",
         "OI_DATABASE_COMPRESS_AFTER_DAYS",
+        "OI_DATABASE_DROP_RAW_AFTER_DAYS",
         "OI_SPOOL_DIR",
         "OI_SPOOL_MAX_MB",
         "OI_LOG_FORMAT",
@@ -262,6 +265,8 @@ FILE_ERRORS: list[tuple[str, str]] = [
     ("[database]\nurl = 'sqlite:///oi.db'\n", "[database] url"),
     ("[database]\nurl = 'postgresql+asyncpg://u@h/db'\n", "[database] url"),
     ("[database]\nurl = ''\n", "[database] url"),
+    ("[database]\ndrop_raw_after_days = 1\n", "[database] drop_raw_after_days"),
+    ("[database]\ndrop_raw_after_days = 'forever'\n", "[database] drop_raw_after_days"),
 ]
 
 
@@ -308,6 +313,8 @@ ENV_ERRORS: list[tuple[str, str]] = [
     ("OI_COLLECT_OFFSET_S", "-5"),
     ("OI_DATABASE_URL", "mysql://u@h/db"),
     ("OI_DATABASE_TIMESCALEDB", "yes"),
+    ("OI_DATABASE_DROP_RAW_AFTER_DAYS", "0"),
+    ("OI_DATABASE_DROP_RAW_AFTER_DAYS", "off"),
 ]
 
 
@@ -347,6 +354,21 @@ def test_an_infinite_whole_number_is_a_config_error(empty_cwd: Path, env_var: st
 
 def test_a_nan_offset_is_a_config_error(empty_cwd: Path) -> None:
     assert _config_error(None, {"OI_COLLECT_OFFSET_S": "nan"}).startswith("env var OI_COLLECT_OFFSET_S: ")
+
+
+# raw-row retention
+
+
+@pytest.mark.parametrize(("value", "days"), [("never", None), ("NEVER", None), ("365", 365.0), ("2", 2.0)])
+def test_drop_raw_after_days_is_never_or_a_number_of_days(empty_cwd: Path, value: str, days: float) -> None:
+    settings = load_settings(None, {"OI_DATABASE_DROP_RAW_AFTER_DAYS": value})
+    assert settings.database.drop_raw_after_days == days
+
+
+def test_a_too_short_retention_says_the_least_it_may_be(empty_cwd: Path) -> None:
+    message = _config_error(None, {"OI_DATABASE_DROP_RAW_AFTER_DAYS": "1.5"})
+    expected = "env var OI_DATABASE_DROP_RAW_AFTER_DAYS: must be \"never\" or at least 2 days, got '1.5'"
+    assert message == expected
 
 
 # the database URL

@@ -6,23 +6,23 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import inspect, text
-from sqlalchemy.engine import make_url
 
 from collector.config import DatabaseSettings, Settings
 from collector.errors import SchemaError
-from collector.migrate import migrate
+from collector.migrate import MIGRATIONS_DIR, migrate
 from collector.records import Batch, OpenInterest
 from collector.sink import timescale
 from collector.sink.postgres import PostgresSink, make_engine
+from tests.conftest import needs_timescaledb
+
+HEAD = sorted(path.name[:4] for path in (MIGRATIONS_DIR / "versions").glob("0*.py"))[-1]
 
 
 def settings_for(url: str, mode: str = "auto") -> Settings:
@@ -66,7 +66,7 @@ def test_migrate_is_safe_to_run_again(empty_database_url: str) -> None:
     migrate(settings_for(empty_database_url))
     engine = make_engine(empty_database_url)
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0004"]
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [HEAD]
     engine.dispose()
 
 
@@ -78,7 +78,7 @@ def test_two_collectors_migrating_at_once_both_succeed(empty_database_url: str) 
     assert [code for code, _ in results] == [0, 0], results
     engine = make_engine(empty_database_url)
     with engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0004"]
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [HEAD]
     engine.dispose()
 
 
@@ -127,25 +127,6 @@ def test_off_never_touches_the_extension(empty_database_url: str, caplog: pytest
 
 
 # The TimescaleDB path: only where a real server with the extension is named.
-
-TIMESCALEDB_URL = os.environ.get("TEST_TIMESCALEDB_URL")
-needs_timescaledb = pytest.mark.skipif(
-    not TIMESCALEDB_URL,
-    reason="TEST_TIMESCALEDB_URL is not set: no server with the timescaledb extension to test against",
-)
-
-
-@pytest.fixture
-def timescaledb_url() -> Iterator[str]:
-    assert TIMESCALEDB_URL
-    admin = make_url(TIMESCALEDB_URL).set(drivername="postgresql")
-    name = f"oi_tsdb_test_{os.getpid()}"
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        connection.execute(f"CREATE DATABASE {name}")
-    yield admin.set(drivername="postgresql+psycopg", database=name).render_as_string(hide_password=False)
-    with psycopg.connect(admin.render_as_string(hide_password=False), autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @needs_timescaledb

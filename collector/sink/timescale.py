@@ -86,6 +86,18 @@ def is_hypertable(connection: Connection, table: str) -> bool:
     return connection.execute(query, {"table": table}).first() is not None
 
 
+def is_continuous_aggregate(connection: Connection, view: str) -> bool:
+    if (
+        connection.execute(
+            text("SELECT to_regclass('timescaledb_information.continuous_aggregates')")
+        ).scalar()
+        is None
+    ):
+        return False
+    query = text("SELECT 1 FROM timescaledb_information.continuous_aggregates WHERE view_name = :view")
+    return connection.execute(query, {"view": view}).first() is not None
+
+
 def has_columnstore_api(connection: Connection) -> bool:
     """2.18 renamed compression to columnstore (and made the policy calls procedures)."""
     version = connection.execute(text("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"))
@@ -103,3 +115,34 @@ def sync_columnstore_policy(connection: Connection, table: str, after_days: floa
         connection.execute(text(f"SELECT remove_compression_policy('{table}', if_exists => true)"))
         connection.execute(text(f"SELECT add_compression_policy('{table}', compress_after => :after)"), after)
     log.info("%s: chunks older than %g days move to the columnstore (compressed)", table, after_days)
+
+
+def sync_refresh_policy(connection: Connection, view: str, drop_raw_after_days: float | None) -> None:
+    """Materialise ``view`` every 30 minutes, up to 10 minutes ago.
+
+    The window reaches back to the first row, so rows that arrive late (a spool written after an outage) are
+    picked up whatever their age; only invalidated hours are recomputed, so a long window costs nothing. When
+    raw rows are dropped it stops a day short of the drop age: a refresh over dropped rows would delete those
+    hours from the aggregate as well, and keeping them is the point of the aggregate.
+    """
+    start = None if drop_raw_after_days is None else timedelta(days=drop_raw_after_days - 1)
+    connection.execute(text(f"SELECT remove_continuous_aggregate_policy('{view}', if_exists => true)"))
+    connection.execute(
+        text(
+            f"SELECT add_continuous_aggregate_policy('{view}', start_offset => CAST(:start AS interval),"
+            " end_offset => INTERVAL '10 minutes', schedule_interval => INTERVAL '30 minutes')"
+        ),
+        {"start": start},
+    )
+
+
+def sync_retention_policy(connection: Connection, table: str, drop_after_days: float | None) -> None:
+    """Drop chunks of ``table`` older than ``drop_after_days``, or nothing when it is None."""
+    connection.execute(text(f"SELECT remove_retention_policy('{table}', if_exists => true)"))
+    if drop_after_days is None:
+        return
+    connection.execute(
+        text(f"SELECT add_retention_policy('{table}', drop_after => :after)"),
+        {"after": timedelta(days=drop_after_days)},
+    )
+    log.info("%s: rows older than %g days are dropped (retention policy)", table, drop_after_days)
