@@ -9,20 +9,27 @@ import logging
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from collector.config import KEYS, Settings, load_settings
 from collector.errors import ConfigError, SchemaError, SinkError
+from collector.normalise import parse_expiry
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
+    from sqlalchemy import Engine
+
     from collector.sink.postgres import Gap
     from collector.sink.store import Store
     from collector.source.gate import ExchangeGate
 
+Drawing = Callable[[Path, tuple[int, int]], None]  # writes one picture of this size to this path
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_SCHEMA = 0, 1, 2, 3
 log = logging.getLogger("collector")
 
@@ -47,7 +54,63 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("check-config", parents=[common], help="print the resolved configuration")
     gaps = commands.add_parser("gaps", parents=[common], help="list minutes with no snapshot (exit 1: any)")
     gaps.add_argument("--since", default="24h", type=age_text, help="how far back: 90m, 24h or 7d")
+    add_plot_parser(commands, common)
     return parser
+
+
+def add_plot_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    plot = commands.add_parser(
+        "plot", parents=[common], help="draw stored open interest as a PNG (needs oi-collector[plot])"
+    )
+    what = plot.add_mutually_exclusive_group(required=True)
+    what.add_argument("--underlying", type=str.upper, help="with --expiry: calls and puts by strike")
+    what.add_argument("--history", metavar="SYMBOL", type=str.upper, help="one symbol over time")
+    plot.add_argument("--expiry", type=expiry_arg, metavar="YYMMDD", help="with --underlying")
+    at_help = "the snapshot at or before this time, ISO 8601, UTC unless it says (default: now)"
+    plot.add_argument("--at", type=time_arg, metavar="TIME", help=at_help)
+    plot.add_argument(
+        "--since", type=age_text, help="with --history: how far back, 90m, 24h or 7d (default: all)"
+    )
+    plot.add_argument("--out", type=Path, required=True, metavar="PNG", help="the picture to write")
+    plot.add_argument(
+        "--size", type=size_arg, default=(1600, 900), metavar="WxH", help="pixels (default 1600x900)"
+    )
+
+
+def check_plot_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What argparse cannot say: --expiry and --at go with --underlying, --since with --history."""
+    if args.underlying and args.expiry is None:
+        parser.error("plot --underlying needs --expiry YYMMDD")
+    if args.history and (args.expiry is not None or args.at is not None):
+        parser.error("plot --history draws every snapshot of one symbol: --expiry and --at do not apply")
+    if args.underlying and args.since is not None:
+        parser.error("plot --underlying draws one snapshot: use --at, not --since")
+
+
+def expiry_arg(text: str) -> date:
+    try:
+        return parse_expiry(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def time_arg(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time such as 2025-12-20T08:00 (UTC)") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def size_arg(text: str) -> tuple[int, int]:
+    width, _, height = text.lower().partition("x")
+    if not (
+        width.isdigit() and height.isdigit() and 200 <= int(width) <= 8000 and 200 <= int(height) <= 8000
+    ):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size such as 1600x900 (200 to 8000 pixels a side)"
+        )
+    return int(width), int(height)
 
 
 def age_text(text: str) -> str:
@@ -65,7 +128,10 @@ def parse_age(text: str) -> timedelta:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "plot":
+        check_plot_args(parser, args)
     configure_logging("text")
     try:
         settings = load_settings(args.config)
@@ -165,6 +231,55 @@ def render_gaps(gaps: Sequence[Gap]) -> str:
                      for row in [header, *rows])  # fmt: skip
 
 
+def cmd_plot(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        from collector import plot
+    except ImportError as error:  # matplotlib is an optional extra
+        log.error("plot needs matplotlib (%s): pip install 'oi-collector[plot]'", error)
+        return EXIT_FAILED
+    from collector.sink.postgres import make_engine
+
+    engine = make_engine(settings.database.url)
+    try:
+        draw = _history_picture(engine, args, plot) if args.history else _strike_picture(engine, args, plot)
+    finally:
+        engine.dispose()
+    if draw is None:
+        return EXIT_FAILED
+    try:
+        draw(args.out, args.size)
+    except OSError as error:
+        log.error("cannot write %s: %s", args.out, error.strerror or error)
+        return EXIT_FAILED
+    log.info("wrote %s (%d x %d pixels)", args.out, *args.size)
+    return EXIT_OK
+
+
+def _history_picture(engine: Engine, args: argparse.Namespace, plot: ModuleType) -> Drawing | None:
+    from collector.sink.postgres import symbol_history
+
+    since = datetime.now(UTC) - parse_age(args.since) if args.since else None
+    points = symbol_history(engine, args.history, since)
+    if not points:
+        log.error(
+            "no stored open interest for %s%s", args.history, f" in the last {args.since}" * bool(since)
+        )
+        return None
+    return partial(plot.draw_history, args.history, points)
+
+
+def _strike_picture(engine: Engine, args: argparse.Namespace, plot: ModuleType) -> Drawing | None:
+    from collector.sink.postgres import strike_book
+
+    at = args.at or datetime.now(UTC)
+    book = strike_book(engine, args.underlying, args.expiry, at)
+    if book is None:
+        log.error("no stored snapshot of %s %s at or before %s", args.underlying,
+                  f"{args.expiry:%y%m%d}", f"{at:%Y-%m-%d %H:%M:%S %Z}")  # fmt: skip
+        return None
+    return partial(plot.draw_strike_book, book)
+
+
 def cmd_check_config(settings: Settings, _args: argparse.Namespace) -> int:
     print(render_settings(settings))
     return EXIT_OK
@@ -237,4 +352,5 @@ COMMANDS = {
     "run": cmd_run,
     "check-config": cmd_check_config,
     "gaps": cmd_gaps,
+    "plot": cmd_plot,
 }

@@ -260,8 +260,13 @@ def _base_cents(option: _Option) -> int:
 
 
 def _cents(option: _Option, minute_ms: int) -> int:
+    """The usual value, swinging ±15 % over hours (positions open and close), with ±2.5 % noise a minute."""
     base = _base_cents(option)
-    return max(0, base + base * (_hash("drift", option.symbol, minute_ms) % 201 - 100) // 2000)
+    minute = minute_ms // _MINUTE_MS
+    period = 180 + _hash("period", option.symbol) % 360
+    swing = 0.15 * math.sin(2 * math.pi * (minute / period + _hash("phase", option.symbol) % 1000 / 1000))
+    noise = (_hash("drift", option.symbol, minute_ms) % 201 - 100) / 4000
+    return max(0, round(base * (1 + swing + noise)))
 
 
 def _decimal_text(value: Decimal) -> str:

@@ -185,4 +185,3 @@ def test_dropped_raw_rows_keep_their_hours_in_the_aggregate(timescaledb_url: str
         assert list(raw) == [recent]
     assert [(hour, oi) for hour, _, oi, _ in hours(engine)] == [(old, Decimal(1)), (recent, Decimal(2))]
     engine.dispose()
-

@@ -1,11 +1,13 @@
-"""The only module that speaks SQL: the ``open_interest`` table and the upsert into it."""
+"""The only module that speaks SQL: the tables, the upsert into them, and the reads people run."""
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 from sqlalchemy import (
     Column,
@@ -150,8 +152,77 @@ class Gap:
 def coverage_gaps(engine: Engine, since: timedelta) -> list[Gap]:
     """What the ``coverage_gaps`` view says, for the last ``since``."""
     query = text("SELECT * FROM coverage_gaps_since(now() - CAST(:since AS interval))")
-    with engine.connect() as connection:
+    with _reading(engine) as connection:
         return [Gap(*row) for row in connection.execute(query, {"since": since})]
+
+
+@dataclass(frozen=True, slots=True)
+class StrikeBook:
+    """One expiry's open interest by strike at one snapshot: strikes ascending, calls and puts beside them."""
+
+    underlying: str
+    expiry: date
+    snapshot: datetime
+    strikes: tuple[Decimal, ...]
+    calls: tuple[Decimal, ...]
+    puts: tuple[Decimal, ...]
+    max_pain: Decimal | None  # the lowest strike when several tie
+
+
+_STRIKE_BOOK = text(
+    """
+    SELECT ts, strike,
+           coalesce(sum(open_interest) FILTER (WHERE side = 'call'), 0) AS calls,
+           coalesce(sum(open_interest) FILTER (WHERE side = 'put'), 0) AS puts
+    FROM open_interest
+    WHERE underlying = :underlying AND expiry = :expiry AND ts = (
+        SELECT max(ts) FROM open_interest WHERE underlying = :underlying AND expiry = :expiry AND ts <= :at)
+    GROUP BY ts, strike
+    ORDER BY strike
+    """
+)
+_MAX_PAIN = text("SELECT min(strike) FROM oi_max_pain(:underlying, :expiry, :at)")
+
+
+def strike_book(engine: Engine, underlying: str, expiry: date, at: datetime) -> StrikeBook | None:
+    """The snapshot of ``underlying`` ``expiry`` at or before ``at``; None when there is none."""
+    params = {"underlying": underlying, "expiry": expiry, "at": at}
+    with _reading(engine) as connection:
+        rows = connection.execute(_STRIKE_BOOK, params).all()
+        if not rows:
+            return None
+        max_pain = connection.execute(_MAX_PAIN, params).scalar()
+    strikes = tuple(row.strike for row in rows)
+    calls = tuple(row.calls for row in rows)
+    puts = tuple(row.puts for row in rows)
+    return StrikeBook(underlying, expiry, rows[0].ts, strikes, calls, puts, max_pain)
+
+
+_HISTORY = text(
+    "SELECT ts, open_interest FROM open_interest"
+    " WHERE symbol = :symbol AND ts >= coalesce(CAST(:since AS timestamptz), '-infinity') ORDER BY ts"
+)
+
+
+def symbol_history(engine: Engine, symbol: str, since: datetime | None) -> list[tuple[datetime, Decimal]]:
+    """Every stored (ts, open interest) of ``symbol``, oldest first; from ``since`` when it is given."""
+    with engine.connect() as connection:
+        return [
+            (row.ts, row.open_interest)
+            for row in connection.execute(_HISTORY, {"symbol": symbol, "since": since})
+        ]
+
+
+@contextmanager
+def _reading(engine: Engine) -> Iterator[Connection]:
+    """A connection for a read; a database that is down or refuses it is a SinkError, as for writes."""
+    try:
+        with engine.connect() as connection:
+            yield connection
+    except DBAPIError as error:
+        raise SinkError(
+            f"database read failed on {engine.url.render_as_string()}: {_first_line(error)}"
+        ) from error
 
 
 def _upsert(connection: Connection, records: Sequence[OpenInterest]) -> int:

@@ -1,0 +1,164 @@
+"""``oi-collector plot``: PNGs drawn from rows the collector stored from the fake exchange."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import struct
+import time
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.image import imread
+from sqlalchemy import Engine
+
+from collector.cli import size_arg, time_arg
+from collector.config import CollectSettings, Settings
+from collector.cycle import collect_once
+from collector.plot import CALLS, PUTS
+from collector.sink.postgres import strike_book, symbol_history
+from collector.sink.store import Store
+from collector.source.gate import ExchangeGate
+from tests.conftest import cli_env, run_cli
+from tests.fake_exchange import FakeExchange
+
+SYMBOL = "BTC-251226-105000-C"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def minutes(settings: Settings, store: Store, gate: ExchangeGate, fake: FakeExchange) -> list[datetime]:
+    """Six snapshots of BTC 251226, a minute apart, stored by the collector; their times."""
+    fake.set_universe({"BTC": ["251226", "260102"]})
+    first = int(time.time() // 60 * 60_000) - 10 * 60_000
+    only_btc = Settings(
+        exchange=settings.exchange, database=settings.database, spool=settings.spool,
+        collect=CollectSettings(underlyings=("BTC",), expiries=("251226",)),
+    )  # fmt: skip
+    stored = []
+    for minute in range(6):
+        fake.minute_ms = first + minute * 60_000
+        assert asyncio.run(collect_once(only_btc, store, gate)).ok
+        stored.append(datetime.fromtimestamp(fake.minute_ms / 1000, UTC))
+    return stored
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from the IHDR chunk, which a valid PNG has first, right after the signature."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def pixels_of(colour: str, image: np.ndarray) -> int:
+    rgb = np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)]) / 255
+    return int((np.abs(image[:, :, :3] - rgb).max(axis=2) < 0.02).sum())
+
+
+def test_strike_book_is_the_stored_snapshot_by_strike(
+    engine: Engine, fake: FakeExchange, minutes: list
+) -> None:
+    book = strike_book(engine, "BTC", date(2025, 12, 26), minutes[2] + timedelta(seconds=30))
+    assert book is not None
+    assert book.snapshot == minutes[2]
+    expected: dict[Decimal, list[Decimal]] = {}
+    for row in fake.rows_for("BTC", "251226", int(minutes[2].timestamp() * 1000)):
+        strike, side = row["symbol"].split("-")[2:]
+        expected.setdefault(Decimal(strike), [Decimal(0), Decimal(0)])[side == "P"] = Decimal(
+            row["sumOpenInterest"]
+        )
+    assert (
+        dict(zip(book.strikes, map(list, zip(book.calls, book.puts, strict=True)), strict=True)) == expected
+    )
+    assert book.max_pain in book.strikes
+
+
+def test_plot_by_strike_draws_calls_and_puts_into_a_png_of_the_size_asked(
+    settings: Settings, minutes: list, tmp_path: Path
+) -> None:
+    out = tmp_path / "oi.png"
+    args = ["--underlying", "btc", "--expiry", "251226", "--out", str(out), "--size", "1200x700"]
+    result = run_cli("plot", *args, env=cli_env(settings))
+    assert result.returncode == 0, result.stderr
+    assert png_size(out) == (1200, 700)
+    image = imread(out)
+    assert image.shape[:2] == (700, 1200)
+    assert pixels_of(CALLS, image) > 2_000  # bars of both colours, not an empty frame
+    assert pixels_of(PUTS, image) > 2_000
+    assert f"wrote {out} (1200 x 700 pixels)" in result.stderr
+
+
+def test_plot_at_a_time_uses_the_snapshot_at_or_before_it(
+    settings: Settings, minutes: list, tmp_path: Path
+) -> None:
+    out = tmp_path / "then.png"
+    at = (minutes[0] + timedelta(seconds=59)).replace(tzinfo=None).isoformat()
+    result = run_cli("plot", "--underlying", "BTC", "--expiry", "251226", "--at", at, "--out", str(out),
+                     env=cli_env(settings))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert png_size(out) == (1600, 900)
+
+
+def test_plot_history_draws_one_symbol_over_time(
+    settings: Settings, engine: Engine, minutes: list, tmp_path: Path
+) -> None:
+    assert [ts for ts, _ in symbol_history(engine, SYMBOL, None)] == minutes
+    out = tmp_path / "history.png"
+    result = run_cli("plot", "--history", SYMBOL, "--since", "1d", "--out", str(out), env=cli_env(settings))
+    assert result.returncode == 0, result.stderr
+    assert png_size(out) == (1600, 900)
+    assert pixels_of(CALLS, imread(out)) > 500  # the line
+
+
+def test_plot_with_nothing_stored_says_what_it_looked_for_and_writes_nothing(
+    settings: Settings, minutes: list, tmp_path: Path
+) -> None:
+    out = tmp_path / "none.png"
+    before = (minutes[0] - timedelta(minutes=1)).isoformat()
+    result = run_cli("plot", "--underlying", "BTC", "--expiry", "251226", "--at", before, "--out", str(out),
+                     env=cli_env(settings))  # fmt: skip
+    assert result.returncode == 1
+    assert "no stored snapshot of BTC 251226 at or before" in result.stderr
+    result = run_cli("plot", "--history", "BTC-251226-1-C", "--out", str(out), env=cli_env(settings))
+    assert result.returncode == 1
+    assert "no stored open interest for BTC-251226-1-C" in result.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--underlying", "BTC"], "needs --expiry"),
+        (["--history", SYMBOL, "--at", "2025-12-20T08:00"], "--expiry and --at do not apply"),
+        (["--underlying", "BTC", "--expiry", "251226", "--since", "1d"], "use --at, not --since"),
+        (["--underlying", "BTC", "--expiry", "251399"], "not a real date"),
+        (["--underlying", "BTC", "--expiry", "251226", "--size", "10x10"], "not a size"),
+        (["--underlying", "BTC", "--expiry", "251226", "--at", "yesterday"], "not a time"),
+    ],
+)
+def test_plot_arguments_that_cannot_work_exit_2_saying_why(
+    settings: Settings, tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = run_cli("plot", *args, "--out", str(tmp_path / "x.png"), env=cli_env(settings))
+    assert result.returncode == 2
+    assert message in result.stderr
+
+
+def test_size_is_width_x_height_within_bounds() -> None:
+    assert size_arg("1600x900") == (1600, 900)
+    assert size_arg("800X600") == (800, 600)
+    for bad in ("1600", "x900", "1600x", "-5x5", "199x900", "1600x8001", "16OOx900"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            size_arg(bad)
+
+
+def test_a_time_without_an_offset_is_utc() -> None:
+    assert time_arg("2025-12-20T08:00") == datetime(2025, 12, 20, 8, 0, tzinfo=UTC)
+    assert time_arg("2025-12-20T08:00Z") == datetime(2025, 12, 20, 8, 0, tzinfo=UTC)
+    assert time_arg("2025-12-20T09:00+01:00") == datetime(
+        2025, 12, 20, 9, 0, tzinfo=timezone(timedelta(hours=1))
+    )
