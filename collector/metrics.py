@@ -13,12 +13,17 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 
 from collector.cycle import CycleReport
 from collector.errors import ExchangeError, NotSentError
 from collector.sink.spool import Spool
+
+# Every counter and histogram would also export a ``_created`` gauge (when it was made): twice the lines on
+# /metrics for a value Prometheus itself does not use.
+disable_created_metrics()
 
 
 def failure_reason(error: ExchangeError) -> str:

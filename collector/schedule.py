@@ -92,9 +92,12 @@ class Daemon:
         )
         first = trigger.get_next_fire_time(None, now)
         assert first is not None
-        # Run at once, so a restart does not lose this minute, unless the next boundary is about to come.
-        start_now = (first - now).total_seconds() > collect.interval_s / 4
-        scheduler.add_job(self._cycle, trigger, id="collect", next_run_time=now if start_now else first)
+        scheduler.add_job(self._cycle, trigger, id="collect")
+        # Run at once as well, so a restart does not lose this minute, unless the next boundary is near. A job
+        # of its own: giving the interval job next_run_time=now would move every later cycle off the boundary
+        # (an interval trigger counts from its previous fire time). One worker, so they never overlap.
+        if (first - now).total_seconds() > collect.interval_s / 4:
+            scheduler.add_job(self._cycle, id="collect-at-start")
         scheduler.start()
         log.info("collecting every %d s at %g s past each boundary; next at %s", collect.interval_s,
                  collect.offset_s, first)  # fmt: skip

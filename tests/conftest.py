@@ -190,13 +190,17 @@ def run_cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.
 def start_daemon(
     settings: Settings, fake: FakeExchange, *args: str, **env_extra: str
 ) -> subprocess.Popen[str]:
-    """``oi-collector run`` with 1 s cycles; returns once its first cycle has asked the exchange for rows."""
+    """``oi-collector run``, with 1 s cycles unless ``env_extra`` says otherwise; returns once its first
+    cycle has asked the exchange for rows."""
     env = cli_env(
         settings,
-        OI_COLLECT_INTERVAL_S="1",
-        OI_COLLECT_OFFSET_S="0",
-        OI_COLLECT_UNDERLYINGS=",".join(settings.collect.underlyings),
-        **{"OI_METRICS_PORT": "0", **env_extra},
+        **{
+            "OI_COLLECT_INTERVAL_S": "1",
+            "OI_COLLECT_OFFSET_S": "0",
+            "OI_COLLECT_UNDERLYINGS": ",".join(settings.collect.underlyings),
+            "OI_METRICS_PORT": "0",
+            **env_extra,
+        },
     )
     command = [str(Path(sys.executable).parent / "oi-collector"), "run", *args]
     daemon = subprocess.Popen(command, env=env, cwd=REPO, stderr=subprocess.PIPE, text=True)

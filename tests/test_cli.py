@@ -201,6 +201,24 @@ def test_the_daemon_serves_metrics_and_health(settings: Settings, fake: FakeExch
     assert re.search(r"^oi_rows_stored_total [1-9]", metrics, re.MULTILINE)
     assert "oi_spool_batches 0.0" in metrics
     assert "oi_cycle_duration_seconds_bucket" in metrics and "oi_exchange_used_weight" in metrics
+    assert "_created" not in metrics  # no second series per counter that nothing reads
+
+
+def test_cycles_after_the_first_land_on_the_boundary_plus_the_offset(
+    settings: Settings, fake: FakeExchange
+) -> None:
+    """The first cycle runs at once on start; the later ones on the schedule, not counted from that first."""
+    fake.minute_ms = MINUTE
+    daemon = start_daemon(settings, fake, OI_COLLECT_INTERVAL_S="3", OI_COLLECT_OFFSET_S="1")
+    try:
+        time.sleep(9)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.communicate(timeout=30)
+    starts = query(settings.database.url, "SELECT DISTINCT cycle_start FROM collection_runs ORDER BY 1")
+    later = [start.timestamp() for (start,) in starts[1:]]
+    assert len(later) >= 2
+    assert all((moment - 1) % 3 < 0.5 for moment in later), [f"{(moment - 1) % 3:.2f}" for moment in later]
 
 
 def test_health_fails_when_no_pair_is_stored_for_too_long(settings: Settings, fake: FakeExchange) -> None:
