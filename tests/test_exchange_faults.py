@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from dataclasses import replace
 
@@ -139,13 +140,16 @@ def test_server_and_network_faults_are_retried_with_backoff(
 
 
 def test_a_read_timeout_is_retried(
-    settings: Settings, store: Store, gate: ExchangeGate, fake: FakeExchange
+    settings: Settings, store: Store, gate: ExchangeGate, fake: FakeExchange, caplog: pytest.LogCaptureFixture
 ) -> None:
     quick = replace(settings, exchange=replace(settings.exchange, timeout_s=0.3))
     fake.inject(Fault(delay_s=1.0), underlying="BTC", expiry="251226")
-    report = collect(quick, store, gate)
+    with caplog.at_level(logging.INFO, logger="collector.exchange"):
+        report = collect(quick, store, gate)
     assert report.ok
     assert outcome(report).attempts == 2
+    [retry] = [r.getMessage() for r in caplog.records if "; retry" in r.getMessage()]
+    assert re.fullmatch(r"openInterest BTC 251226: timed out \(\w+\); retry 1 in 0\.\d s", retry)
 
 
 def test_retries_never_run_past_the_next_cycles_start(

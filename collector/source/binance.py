@@ -105,9 +105,7 @@ class BinanceOptions:
         delay = self.retry.delay(attempt)
         if attempt >= self.retry.attempts or time.time() + delay >= self.deadline:
             raise error
-        log.info(
-            "%s: %s; retry %d in %.1f s", what, error, attempt, delay, extra={"pair": what.partition(" ")[2]}
-        )
+        log.info("%s; retry %d in %.1f s", error, attempt, delay, extra={"pair": what.partition(" ")[2]})
         await asyncio.sleep(delay)
 
     async def _get_once(self, path: str, params: dict[str, str], what: str) -> object:
