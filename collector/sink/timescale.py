@@ -80,22 +80,20 @@ def enable(connection: Connection, mode: TimescaleMode) -> bool:
 
 def is_hypertable(connection: Connection, table: str) -> bool:
     """True when ``table`` is a TimescaleDB hypertable: later revisions branch on this, not on config."""
-    if connection.execute(text("SELECT to_regclass('timescaledb_information.hypertables')")).scalar() is None:
-        return False
-    query = text("SELECT 1 FROM timescaledb_information.hypertables WHERE hypertable_name = :table")
-    return connection.execute(query, {"table": table}).first() is not None
+    return _listed(connection, "hypertables", "hypertable_name", table)
 
 
 def is_continuous_aggregate(connection: Connection, view: str) -> bool:
-    if (
-        connection.execute(
-            text("SELECT to_regclass('timescaledb_information.continuous_aggregates')")
-        ).scalar()
-        is None
-    ):
+    return _listed(connection, "continuous_aggregates", "view_name", view)
+
+
+def _listed(connection: Connection, catalog: str, column: str, name: str) -> bool:
+    """Whether ``timescaledb_information.<catalog>`` lists ``name``; False where the extension is absent."""
+    relation = f"timescaledb_information.{catalog}"
+    if connection.execute(text("SELECT to_regclass(:relation)"), {"relation": relation}).scalar() is None:
         return False
-    query = text("SELECT 1 FROM timescaledb_information.continuous_aggregates WHERE view_name = :view")
-    return connection.execute(query, {"view": view}).first() is not None
+    query = text(f"SELECT 1 FROM {relation} WHERE {column} = :name")
+    return connection.execute(query, {"name": name}).first() is not None
 
 
 def has_columnstore_api(connection: Connection) -> bool:
