@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import socket
 import struct
 import time
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -127,6 +128,24 @@ def test_plot_with_nothing_stored_says_what_it_looked_for_and_writes_nothing(
     assert result.returncode == 1
     assert "no stored open interest for BTC-251226-1-C" in result.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--history", SYMBOL], ["--underlying", "BTC", "--expiry", "251226"]],
+    ids=["history", "by strike"],
+)
+def test_plot_with_the_database_down_says_so_in_one_line(
+    settings: Settings, tmp_path: Path, args: list
+) -> None:
+    with socket.socket() as closed:  # a port nobody listens on once this socket is closed
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    env = cli_env(settings, OI_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{port}/oi")
+    result = run_cli("plot", *args, "--out", str(tmp_path / "x.png"), env=env)
+    assert result.returncode == 1
+    assert "database read failed on postgresql+psycopg://postgres@127.0.0.1" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -206,11 +206,9 @@ _HISTORY = text(
 
 def symbol_history(engine: Engine, symbol: str, since: datetime | None) -> list[tuple[datetime, Decimal]]:
     """Every stored (ts, open interest) of ``symbol``, oldest first; from ``since`` when it is given."""
-    with engine.connect() as connection:
-        return [
-            (row.ts, row.open_interest)
-            for row in connection.execute(_HISTORY, {"symbol": symbol, "since": since})
-        ]
+    with _reading(engine) as connection:
+        rows = connection.execute(_HISTORY, {"symbol": symbol, "since": since})
+        return [(row.ts, row.open_interest) for row in rows]
 
 
 @contextmanager
