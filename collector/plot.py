@@ -25,10 +25,11 @@ def draw_strike_book(book: StrikeBook, out: Path, size: tuple[int, int]) -> None
     figure, axes = _canvas(size)
     positions = range(len(book.strikes))
     width = 0.42
+    calls, puts = sum(book.calls), sum(book.puts)
     axes.bar([p - width / 2 for p in positions], _floats(book.calls), width, color=CALLS,
-             label=f"calls  {_amount(sum(book.calls))}")  # fmt: skip
+             label=f"calls  {_amount(calls)}")  # fmt: skip
     axes.bar([p + width / 2 for p in positions], _floats(book.puts), width, color=PUTS,
-             label=f"puts  {_amount(sum(book.puts))}")  # fmt: skip
+             label=f"puts  {_amount(puts)}")  # fmt: skip
     if book.max_pain is not None:
         axes.axvline(book.strikes.index(book.max_pain), color=MARK, linestyle="--", linewidth=1.2,
                      label=f"max pain  {_strike(book.max_pain)}")  # fmt: skip
@@ -36,8 +37,7 @@ def draw_strike_book(book: StrikeBook, out: Path, size: tuple[int, int]) -> None
     labels = [_strike(strike) for strike in book.strikes[::step]]
     axes.set_xticks(list(positions)[::step], labels, rotation=90)
     axes.set_xlim(-0.75, len(book.strikes) - 0.25)
-    calls = sum(book.calls)
-    ratio = f"{sum(book.puts) / calls:.2f}" if calls else "n/a"
+    ratio = f"{puts / calls:.2f}" if calls else "n/a"
     axes.set_title(
         f"{book.underlying} {book.expiry:%y%m%d} open interest by strike,"
         f" {book.snapshot.astimezone(UTC):%Y-%m-%d %H:%M} UTC   (put/call {ratio})"

@@ -153,8 +153,8 @@ def test_refresh_and_retention_policies_follow_the_configuration(timescaledb_url
     migrate_with(timescaledb_url, None)
     policies = jobs(engine)
     assert set(policies) == {"policy_refresh_continuous_aggregate"}  # raw rows are kept: no retention
-    refresh = policies["policy_refresh_continuous_aggregate"]
-    assert (refresh["start_offset"], refresh["end_offset"]) == (None, "00:10:00")
+    refresh_policy = policies["policy_refresh_continuous_aggregate"]
+    assert (refresh_policy["start_offset"], refresh_policy["end_offset"]) == (None, "00:10:00")
 
     migrate_with(timescaledb_url, 90)
     policies = jobs(engine)
