@@ -28,7 +28,7 @@ from collector.sink.postgres import PostgresSink, make_engine
 from collector.sink.spool import Spool
 from collector.sink.store import Store
 from collector.source.gate import ExchangeGate
-from tests.fake_exchange import DEFAULT_UNIVERSE, FakeExchange
+from tests.fake_exchange import DEFAULT_UNIVERSE, RECENT_MINUTE_MS, FakeExchange
 
 DELAY_S = 0.1
 RUNS = 5
@@ -69,7 +69,7 @@ def main() -> None:
         in_flight = settings.exchange.max_in_flight
         sequential = replace(settings, exchange=replace(settings.exchange, max_in_flight=1))
         pairs, rows = len(fake.pairs()), len(fake.all_rows())
-        minute = 1_764_585_060_000
+        minute = RECENT_MINUTE_MS
         # As in the daemon, each cycle knows the pairs of the one before (the first run only primes that).
         known = KnownPairs()
         baseline = [cycle(sequential, store, minute + n * 60_000, fake, known).duration_s for n in range(3)][
@@ -89,8 +89,10 @@ def main() -> None:
                 from datetime import UTC, datetime
 
                 from collector.normalise import normalise_rows
+                from collector.records import Pair
 
-                records += normalise_rows(fake.rows_for(underlying, expiry), datetime.now(UTC)).records
+                rows = fake.rows_for(underlying, expiry)
+                records += normalise_rows(rows, datetime.now(UTC), Pair(underlying, expiry)).records
             started = time.perf_counter()
             store.commit(Batch([], records))
             writes.append(time.perf_counter() - started)

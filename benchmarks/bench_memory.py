@@ -21,7 +21,7 @@ from pathlib import Path
 
 from _support import REPO, database
 
-from tests.fake_exchange import DEFAULT_UNIVERSE, EXCHANGE_INFO, FakeExchange
+from tests.fake_exchange import DEFAULT_UNIVERSE, EXCHANGE_INFO, FakeExchange, current_minute_ms
 
 UNIVERSE = {name: DEFAULT_UNIVERSE[name] for name in ("BTC", "ETH")}
 
@@ -33,11 +33,19 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
+# The collector believes snapshots up to a day behind its clock: minutes cycle through the last 20 hours.
+FIRST_MINUTE_MS = current_minute_ms() - 20 * 60 * 60_000
+
+
+def next_minute(minute_ms: int) -> int:
+    return FIRST_MINUTE_MS + (minute_ms - FIRST_MINUTE_MS + 60_000) % (20 * 60 * 60_000)
+
+
 def wait_for_cycles(fake: FakeExchange, count: int, daemon: subprocess.Popen[bytes]) -> None:
     while len(fake.requests_to(EXCHANGE_INFO)) < count:
         if daemon.poll() is not None:
             raise SystemExit(f"the daemon exited with {daemon.returncode}")
-        fake.minute_ms = (fake.minute_ms or 0) + 60_000
+        fake.minute_ms = next_minute(fake.minute_ms or FIRST_MINUTE_MS)
         time.sleep(0.2)
     time.sleep(0.6)  # let that cycle finish writing
 
@@ -51,7 +59,7 @@ def main() -> None:
         FakeExchange(UNIVERSE) as fake,
         tempfile.TemporaryDirectory() as spool,
     ):
-        fake.minute_ms = 1_764_585_060_000
+        fake.minute_ms = FIRST_MINUTE_MS
         env = {name: value for name, value in os.environ.items() if not name.startswith("OI_")}
         env.update(
             OI_EXCHANGE_BASE_URL=fake.base_url,

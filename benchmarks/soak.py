@@ -50,21 +50,45 @@ class CountingExchange(FakeExchange):
     def __init__(self) -> None:
         super().__init__()
         self.served: set[tuple[str, int]] = set()
+        self.values: dict[tuple[str, int], str] = {}  # the open interest served for each
         self._served_lock = threading.Lock()
 
     def _reply(self, path, params, fault, verdict):  # type: ignore[no-untyped-def]
         reply = super()._reply(path, params, fault, verdict)
-        too_late = fault is not None and fault.delay_s >= TIMEOUT_S
+        too_late = fault is not None and (fault.delay_s >= TIMEOUT_S or fault.drip_s > 0)
         if path == OPEN_INTEREST and reply.status == 200 and not too_late:
-            with contextlib.suppress(ValueError):
+            with contextlib.suppress(ValueError, RecursionError, TypeError, AttributeError):
                 rows = json.loads(reply.body)
-                universe = self._by_symbol  # the fake's own symbols: malformed extra rows are not among them
-                good = {
-                    (row["symbol"], int(row["timestamp"])) for row in rows if row.get("symbol") in universe
+                # The fake's own rows of the pair asked for: hostile extra rows (another pair's, malformed)
+                # are not "served" to that pair, and the collector is right to reject them.
+                own = {
+                    option.symbol: option
+                    for option in self._options.get(
+                        (params.get("underlyingAsset"), params.get("expiration")), []
+                    )
                 }
+                good = _first_rows(rows, own)
                 with self._served_lock:
-                    self.served |= good
+                    self.served |= set(good)
+                    self.values.update(good)
         return reply
+
+
+def _first_rows(rows: object, own: dict[str, object]) -> dict[tuple[str, int], str]:
+    """(symbol, ms) → open interest of the first row of each of the pair's own symbols (the one kept)."""
+    first: dict[tuple[str, int], str] = {}
+    seen: set[str] = set()
+    for row in rows if isinstance(rows, list) else []:
+        symbol = row.get("symbol") if isinstance(row, dict) else None
+        if symbol in own and symbol not in seen:
+            seen.add(symbol)
+            if _whole_minute(row.get("timestamp")):
+                first[(symbol, int(row["timestamp"]))] = row["sumOpenInterest"]
+    return first
+
+
+def _whole_minute(timestamp: object) -> bool:
+    return isinstance(timestamp, str) and timestamp.isdigit() and int(timestamp) % MINUTE_MS == 0
 
 
 def random_fault(rng: random.Random) -> Fault:
@@ -89,8 +113,30 @@ def random_fault(rng: random.Random) -> Fault:
             ),
             Fault(drop_connection=True),
             Fault(delay_s=TIMEOUT_S + 0.2),
+            *hostile_faults(),
         ]
     )
+
+
+def hostile_faults() -> list[Fault]:
+    """Answers an attacker would send: each must cost only itself."""
+    foreign = {"symbol": "BTC-260102-100000-C", "sumOpenInterest": "999999", "sumOpenInterestUsd": "1",
+               "timestamp": str(int(time.time() // 60) * MINUTE_MS)}  # fmt: skip
+    huge = {**foreign, "symbol": "BTC-251226-7-P", "sumOpenInterest": "1" * 140_000}
+    return [
+        Fault(body="[" * 50_000),
+        malformed_rows(huge),
+        malformed_rows(foreign),  # another pair's row, with a value that must not overwrite the true one
+        malformed_rows({**foreign, "symbol": "BTC-251226-" + "1" * 9000 + "-C"}),
+        malformed_rows({**foreign, "symbol": "BTC-000101-100000-C"}),
+        malformed_rows({**foreign, "timestamp": str(int(time.time()))}),  # seconds, not ms
+        http_error(400, -1121, "bad\x00symbol\ud800"),
+        http_error(400, 10**30, "code out of range"),
+        Fault(headers={"X-MBX-USED-WEIGHT-0M": "5"}),
+        Fault(headers={"X-MBX-USED-WEIGHT-1M": "²"}),
+        Fault(status=429, json_body={"code": -1003, "msg": "slow down"}, headers={"Retry-After": "0.5"}),
+        Fault(drip_s=0.5),
+    ]
 
 
 def inject_faults(fake: FakeExchange, stop: threading.Event, rng: random.Random) -> None:
@@ -127,7 +173,9 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(args.seed)
     with database("oi_soak") as url, CountingExchange() as fake, tempfile.TemporaryDirectory() as spool:
-        fake.minute_ms = int(time.time() // 60 * MINUTE_MS)
+        # Minutes advance once a cycle (every 5 s), faster than the clock: start half a day back, as the
+        # collector believes snapshots from a day behind its clock up to 5 minutes ahead.
+        fake.minute_ms = int(time.time() // 60 * MINUTE_MS) - 12 * 60 * MINUTE_MS
         target = make_url(url)
         with TcpProxy(target.host or "127.0.0.1", target.port or 5432) as proxy:
             env = {name: value for name, value in os.environ.items() if not name.startswith("OI_")}
@@ -166,12 +214,15 @@ def main() -> None:
 
 def report(url: str, fake: CountingExchange, log: str, code: int, seconds: float) -> None:
     with psycopg.connect(url) as connection:
-        stored = {
-            (symbol, int(ms))
-            for symbol, ms in connection.execute(
-                "SELECT symbol, (extract(epoch FROM ts) * 1000)::bigint FROM open_interest"
+        values = {
+            (symbol, int(ms)): oi
+            for symbol, ms, oi in connection.execute(
+                "SELECT symbol, (extract(epoch FROM ts) * 1000)::bigint, open_interest::text"
+                " FROM open_interest"
             )
         }
+        stored = set(values)
+        refused = connection.execute("SELECT stage, count(*) FROM rejected_rows GROUP BY 1").fetchall()
         rows, distinct = connection.execute(
             "SELECT count(*), count(DISTINCT (symbol, ts)) FROM open_interest"
         ).fetchone()  # type: ignore[misc]
@@ -184,6 +235,7 @@ def report(url: str, fake: CountingExchange, log: str, code: int, seconds: float
     for request in requests:
         statuses[request.status] = statuses.get(request.status, 0) + 1
     lost = fake.served - stored
+    wrong = [key for key in stored & fake.served if values[key] != fake.values[key]]
     print(f"soak: {seconds:.0f} s, daemon exit code {code}")
     print(f"  cycles                 {log.count('Z: ') and log.count(' pairs ok, ')}")
     print(f"  pairs attempted        {attempted}")
@@ -194,9 +246,11 @@ def report(url: str, fake: CountingExchange, log: str, code: int, seconds: float
     print(f"  rows lost              {len(lost)}")
     print(f"  duplicates             {rows - distinct}")
     print(f"  stored, never served   {len(stored - fake.served)}")
+    print(f"  values not as served   {len(wrong)}")
+    print(f"  rejections journalled  {dict(refused)}")
     print(f"  'database unavailable' cycles {log.count('database unavailable')},"
           f" 'banned' lines {log.count('banned this IP')}, retries {log.count('; retry ')}")  # fmt: skip
-    if lost or rows != distinct or code != 0:
+    if lost or wrong or rows != distinct or code != 0:
         raise SystemExit("FAILED: rows lost, duplicated, or a bad exit code")
 
 

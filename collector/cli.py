@@ -312,8 +312,12 @@ def _toml_value(value: object) -> str:
     return str(value)
 
 
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object a line, for log collectors; ``pair`` whenever the line is about one."""
+    """One JSON object a line, for log collectors: the sentence, and its facts (pair, counts, status, ...)
+    as fields of their own."""
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
@@ -322,11 +326,14 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if pair := getattr(record, "pair", None):
-            line["pair"] = pair
+        line.update(
+            (name, value)
+            for name, value in vars(record).items()
+            if name not in _RECORD_ATTRIBUTES and value is not None
+        )
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False)
+        return json.dumps(line, ensure_ascii=False, default=str)
 
 
 def configure_logging(log_format: str) -> None:

@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 import httpx
 
 from collector.config import CollectSettings, Settings
-from collector.errors import ExchangeError, NotSentError
+from collector.deadline import Deadline
+from collector.errors import ExchangeError, FatalExchangeError, NotSentError
 from collector.normalise import Listing, normalise_rows, parse_expiry, parse_listing
-from collector.records import Batch, OpenInterest, Pair, PairRun, RunStatus
+from collector.records import Batch, OpenInterest, Pair, PairRun, RejectedRow, Rejection, RunStatus
 from collector.sink.store import Committed, Store
 from collector.source.binance import BinanceOptions
 from collector.source.gate import ExchangeGate
@@ -33,6 +34,7 @@ class PairOutcome:
     error: ExchangeError | None = None
     attempts: int = 1
     duration_s: float = 0.0
+    rejections: list[Rejection] = field(default_factory=list, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -43,6 +45,16 @@ class PairOutcome:
         if self.error is not None:
             return "failed"
         return "partial" if self.rejected else "ok"
+
+    def rejected_rows(self, cycle_start: datetime) -> list[RejectedRow]:
+        """The journal's entries for the rows of this answer that normalise rejected."""
+        expiry = parse_expiry(self.pair.expiry)
+        return [
+            RejectedRow(
+                cycle_start, self.pair.underlying, expiry, "normalise", ordinal, r.symbol, r.field, r.reason
+            )
+            for ordinal, r in enumerate(self.rejections)
+        ]
 
     def run(self, cycle_start: datetime) -> PairRun:
         error = self.error
@@ -97,6 +109,17 @@ class CycleReport:
     def ok(self) -> bool:
         return bool(self.outcomes) and not self.pairs_failed and not self.unlisted and self.problem is None
 
+    def fields(self) -> dict[str, object]:
+        """The summary's facts, as log-record fields."""
+        return {
+            "pairs_ok": self.pairs_ok,
+            "pairs_failed": self.pairs_failed,
+            "rows_fetched": self.rows_fetched,
+            "rows_rejected": self.rows_rejected,
+            "duration_s": round(self.duration_s, 3),
+            "status": "ok" if self.ok else "failed",
+        }
+
     def summary(self) -> str:
         line = (
             f"cycle {self.started_at:%Y-%m-%d %H:%M:%S}Z: {self.pairs_ok} pairs ok,"
@@ -137,13 +160,15 @@ async def collect_once(
     settings: Settings,
     store: Store,
     gate: ExchangeGate,
-    deadline: float | None = None,
+    deadline: Deadline | float | None = None,
     known: KnownPairs | None = None,
 ) -> CycleReport:
     """One cycle with an HTTP client of its own; nothing is sent or waited for past ``deadline`` (epoch s,
-    by default one interval from now)."""
+    by default one interval from now), and the cycle ends by then with every pair fetched so far stored."""
     if deadline is None:
         deadline = time.time() + settings.collect.interval_s
+    if not isinstance(deadline, Deadline):
+        deadline = Deadline(deadline)
     async with make_http_client(settings) as http:
         exchange = BinanceOptions(http, settings.exchange.base_url, gate, deadline)
         return await run_cycle(settings, exchange, store, known or KnownPairs())
@@ -152,24 +177,24 @@ async def collect_once(
 async def run_cycle(
     settings: Settings, exchange: BinanceOptions, store: Store, known: KnownPairs
 ) -> CycleReport:
+    """Fetch, store, report. No exception escapes: what one pair breaks fails that pair, and what breaks
+    the cycle itself fails the cycle with every pair fetched so far still stored."""
     started_at, started = datetime.now(UTC), time.monotonic()
-    limit = asyncio.Semaphore(settings.exchange.max_in_flight)
-    early = {pair: asyncio.create_task(_fetch(exchange, pair, limit)) for pair in known.pairs}
-    pairs, unlisted, problem = await _pairs_to_poll(settings.collect, exchange)
-    if problem == _NO_LISTING and known.pairs:
-        log.warning("polling the %d pairs of the last listing known instead", len(known.pairs))
-        pairs, problem = known.pairs, None
-    tasks = [early.pop(pair, None) or asyncio.create_task(_fetch(exchange, pair, limit)) for pair in pairs]
-    for unlisted_now in early.values():  # listed last cycle, not any more: expired
-        unlisted_now.cancel()
-    outcomes = list(await asyncio.gather(*tasks))
-    known.pairs = pairs
+    fetched: dict[Pair, PairOutcome] = {}
+    unlisted: tuple[str, ...] = ()
+    try:
+        unlisted, problem = await _fetch_all(settings, exchange, known, fetched)
+    except Exception as error:  # the rule: nothing escapes a cycle
+        log.exception("the cycle broke while fetching; storing the %d pairs fetched so far", len(fetched))
+        problem = f"the cycle broke: {type(error).__name__}: {error}"
+    outcomes = list(fetched.values())
     _say_not_sent(outcomes)
     committed = None
     if outcomes:
         batch = Batch(
             runs=[outcome.run(started_at) for outcome in outcomes],
             records=[record for outcome in outcomes for record in outcome.records],
+            rejections=[entry for outcome in outcomes for entry in outcome.rejected_rows(started_at)],
         )
         committed = store.commit(batch)  # every fetch is done: nothing else needs the event loop now
         if committed.problem is not None:
@@ -184,8 +209,52 @@ async def run_cycle(
         used_weight=weight.used if weight else None,
         duration_s=time.monotonic() - started,
     )
-    (log.info if report.ok else log.error)(report.summary())
+    (log.info if report.ok else log.error)(report.summary(), extra=report.fields())
     return report
+
+
+async def _fetch_all(
+    settings: Settings, exchange: BinanceOptions, known: KnownPairs, fetched: dict[Pair, PairOutcome]
+) -> tuple[tuple[str, ...], str | None]:
+    """Every pair's outcome into ``fetched`` by the deadline; returns the unlisted underlyings and the
+    cycle's problem."""
+    limit = asyncio.Semaphore(settings.exchange.max_in_flight)
+    early = {pair: asyncio.create_task(_fetch(exchange, pair, limit)) for pair in known.pairs}
+    try:
+        pairs, unlisted, problem = await _pairs_to_poll(settings.collect, exchange)
+        if problem == _NO_LISTING and known.pairs:
+            log.warning("polling the %d pairs of the last listing known instead", len(known.pairs))
+            pairs, problem = known.pairs, None
+        tasks = {
+            pair: early.pop(pair) if pair in early else asyncio.create_task(_fetch(exchange, pair, limit))
+            for pair in pairs
+        }
+        known.pairs = pairs
+    finally:
+        for unlisted_now in early.values():  # listed last cycle, not any more: expired
+            unlisted_now.cancel()
+    await _wait_until(exchange.deadline, tasks, fetched)
+    return unlisted, problem
+
+
+async def _wait_until(
+    deadline: Deadline, tasks: dict[Pair, asyncio.Task[PairOutcome]], fetched: dict[Pair, PairOutcome]
+) -> None:
+    """Wait for the pairs' tasks until the deadline (which a stop request may bring forward); what is not done
+    by then fails for this cycle, and everything done is kept."""
+    pending: set[asyncio.Task[PairOutcome]] = set(tasks.values())
+    while pending and not deadline.passed():
+        _, pending = await asyncio.wait(pending, timeout=min(1.0, max(0.0, deadline.remaining())))
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for pair, task in tasks.items():
+        if task.cancelled() or task.exception() is not None:
+            late = FatalExchangeError(f"openInterest {pair}: no answer by the cycle's deadline")
+            log.error("%s; this pair failed this cycle, the others are stored", late, extra=_about(pair))
+            fetched[pair] = PairOutcome(pair, [], error=late)
+        else:
+            fetched[pair] = task.result()
 
 
 def _storage_problem(committed: Committed, rows: int, store: Store) -> str:
@@ -204,7 +273,7 @@ async def _pairs_to_poll(
     """The pairs to poll, the configured underlyings the exchange does not list, and why there are none."""
     try:
         listing: Listing | None = parse_listing(await exchange.exchange_info())
-    except (ExchangeError, ValueError) as error:
+    except Exception as error:  # a listing that cannot be had costs the listing, not the cycle
         log.error("cannot read the exchange's listing: %s", error)
         listing = None
     if listing is None and collect.expiries is None:
@@ -232,6 +301,23 @@ async def _pairs_to_poll(
 
 
 async def _fetch(exchange: BinanceOptions, pair: Pair, limit: asyncio.Semaphore) -> PairOutcome:
+    """One pair's outcome, whatever its answer holds: what it breaks fails this pair only."""
+    started = time.monotonic()
+    try:
+        return await _fetch_pair(exchange, pair, limit)
+    except Exception as error:  # the rule: one answer costs only itself
+        log.exception(
+            "%s: the answer could not be read; this pair failed this cycle, the others go on",
+            pair,
+            extra=_about(pair),
+        )
+        failure = FatalExchangeError(
+            f"openInterest {pair}: unreadable answer ({type(error).__name__}: {error})"
+        )
+        return PairOutcome(pair, [], error=failure, duration_s=time.monotonic() - started)
+
+
+async def _fetch_pair(exchange: BinanceOptions, pair: Pair, limit: asyncio.Semaphore) -> PairOutcome:
     async with limit:
         started = time.monotonic()
         try:
@@ -239,25 +325,41 @@ async def _fetch(exchange: BinanceOptions, pair: Pair, limit: asyncio.Semaphore)
         except ExchangeError as error:
             if not isinstance(error, NotSentError):  # those are said once for the whole cycle
                 log.error(
-                    "%s: %s; this pair failed this cycle, the others go on", pair, error, extra=_about(pair)
+                    "%s: %s; this pair failed this cycle, the others go on",
+                    pair,
+                    error,
+                    extra=_about(pair, status="failed", http_status=error.status, error_code=error.code),
                 )
             elapsed = time.monotonic() - started
             return PairOutcome(pair, [], error=error, attempts=error.attempts, duration_s=elapsed)
         received_at = datetime.now(UTC)
     rows = answer.body
     assert isinstance(rows, list)
-    normalised = normalise_rows(rows, received_at)
+    normalised = normalise_rows(rows, received_at, pair)
     for rejection in normalised.rejections:
-        log.warning("%s: rejected a row, %s; the other rows are kept", pair, rejection, extra=_about(pair))
+        log.warning(
+            "%s: rejected a row, %s; the other rows are kept",
+            pair,
+            rejection,
+            extra=_about(pair, symbol=rejection.symbol, field=rejection.field),
+        )
     if not rows:
         log.warning("%s: the exchange returned no rows", pair, extra=_about(pair))
     elapsed = time.monotonic() - started
-    return PairOutcome(pair, normalised.records, len(normalised.rejections), None, answer.attempts, elapsed)
+    return PairOutcome(
+        pair,
+        normalised.records,
+        len(normalised.rejections),
+        None,
+        answer.attempts,
+        elapsed,
+        normalised.rejections,
+    )
 
 
-def _about(pair: Pair) -> dict[str, str]:
-    """Log-record fields for a line about one pair (the JSON log format shows them as ``pair``)."""
-    return {"pair": str(pair)}
+def _about(pair: Pair, **facts: object) -> dict[str, object]:
+    """Log-record fields for a line about one pair (the JSON log format shows them as fields)."""
+    return {"pair": str(pair), **facts}
 
 
 def _say_not_sent(outcomes: list[PairOutcome]) -> None:

@@ -6,6 +6,9 @@ CollectorError
  │    ├── RetriableExchangeError   429, 418, 5xx, timeouts, refused/reset connections: worth another try
  │    └── FatalExchangeError       other 4xx, HTML pages, bodies that are not the JSON we expect
  └── SinkError          the database refused or is unreachable
+     ├── DatabaseAway   it cannot take anything now (connection, schema, disk): keep the batch, retry later
+     ├── RowsRefused    it refuses what the batch holds (data, constraints, encoding): find the rows, set
+     │                  them aside, store the others
      └── SchemaError    the schema cannot be made what we need (timescaledb="require" without it)
 """
 
@@ -62,6 +65,14 @@ class FatalExchangeError(ExchangeError):
 
 class SinkError(CollectorError):
     """The database could not take the rows."""
+
+
+class DatabaseAway(SinkError):
+    """The database cannot take a write now, whatever it holds: unreachable, failing, schema not there."""
+
+
+class RowsRefused(SinkError):
+    """The database refuses what this batch holds (a data or constraint error, text it cannot encode)."""
 
 
 class SchemaError(SinkError):

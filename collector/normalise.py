@@ -9,17 +9,27 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TypeVar
 
-from collector.records import OpenInterest, OptionSymbol, Pair, Rejection, Side
+from collector.records import OpenInterest, OptionSymbol, Pair, Rejection, Side, shown
 
 _SYMBOL = re.compile(
     r"(?P<underlying>[A-Z0-9]+)-(?P<expiry>[0-9]{6})-(?P<strike>[0-9]+(?:\.[0-9]+)?)-(?P<side>[CP])"
 )
+_SYMBOL_UNDERLYING = re.compile(r"[A-Z0-9]{1,20}")
 _SIDES: dict[str, Side] = {"C": "call", "P": "put"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EXPIRY = re.compile(r"[0-9]{6}")
-_WHOLE = re.compile(r"[0-9]+")
-_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")  # how the exchange writes quantities: no sign, no exponent
+_WHOLE = re.compile(r"[0-9]{1,15}")  # 15 digits of milliseconds reach the year 33658
+_DECIMAL = re.compile(r"([0-9]+)(?:\.([0-9]+))?")  # how the exchange writes quantities: no sign, no exponent
 T = TypeVar("T")
+
+# Bounds at the boundary: what a venue can plausibly send, and what a numeric column can store and index.
+MAX_SYMBOL_CHARS = 64
+MAX_INTEGER_DIGITS = 30  # 10^30 coins or dollars: far beyond any real open interest or strike
+MAX_FRACTION_DIGITS = 30
+FIRST_EXPIRY = date(2016, 1, 1)  # no crypto option expired before this: 000101 is not 2000-01-01
+MAX_AHEAD = timedelta(minutes=5)  # a snapshot from the future beyond clock skew is not believed
+MAX_BEHIND = timedelta(days=1)  # venues answer "now": older is a stale cache, or seconds taken for ms
+_MINUTE = timedelta(minutes=1)
 
 
 class SymbolError(ValueError):
@@ -39,29 +49,37 @@ def parse_expiry(text: str) -> date:
     if not _EXPIRY.fullmatch(text):
         raise ValueError(f"expiry {text!r} is not YYMMDD")
     try:
-        return date(2000 + int(text[:2]), int(text[2:4]), int(text[4:]))
+        expiry = date(2000 + int(text[:2]), int(text[2:4]), int(text[4:]))
     except ValueError:
         raise ValueError(f"expiry {text!r} is not a real date") from None
+    if expiry < FIRST_EXPIRY:
+        raise ValueError(f"expiry {text!r} is before any crypto option was listed ({FIRST_EXPIRY:%Y})")
+    return expiry
 
 
 def parse_symbol(symbol: str) -> OptionSymbol:
     """``BTC-251226-100000-C`` → its underlying, expiry, strike and side."""
+    if len(symbol) > MAX_SYMBOL_CHARS:
+        raise SymbolError(
+            f"{shown(symbol)} has {len(symbol)} characters; at most {MAX_SYMBOL_CHARS} are accepted"
+        )
     match = _SYMBOL.fullmatch(symbol)
     if match is None:
-        raise SymbolError(f"{symbol!r} is not UNDERLYING-YYMMDD-STRIKE-C|P")
+        raise SymbolError(f"{shown(symbol)} is not UNDERLYING-YYMMDD-STRIKE-C|P")
     try:
         expiry = parse_expiry(match["expiry"])
+        strike = parse_quantity(match["strike"])
     except ValueError as error:
         raise SymbolError(f"{symbol!r}: {error}") from None
-    return OptionSymbol(match["underlying"], expiry, Decimal(match["strike"]), _SIDES[match["side"]])
+    return OptionSymbol(match["underlying"], expiry, strike, _SIDES[match["side"]])
 
 
 def parse_timestamp_ms(text: object) -> datetime:
     """Milliseconds since the epoch, as the exchange's string → aware UTC datetime (exact, no float)."""
-    if isinstance(text, int) and not isinstance(text, bool) and text >= 0:
+    if isinstance(text, int) and not isinstance(text, bool) and 0 <= text < 10**15:
         text = str(text)
     if not isinstance(text, str) or not _WHOLE.fullmatch(text):
-        raise ValueError(f"{text!r} is not whole milliseconds since the epoch")
+        raise ValueError(f"{shown(text)} is not whole milliseconds since the epoch")
     try:
         return _EPOCH + timedelta(milliseconds=int(text))
     except OverflowError:
@@ -71,10 +89,31 @@ def parse_timestamp_ms(text: object) -> datetime:
 def parse_quantity(text: object) -> Decimal:
     """A non-negative decimal string such as ``"4.01"`` → Decimal, exactly as written."""
     if not isinstance(text, str):
-        raise ValueError(f"{text!r} is not a decimal string")
-    if not _DECIMAL.fullmatch(text):
-        raise ValueError(f"{text!r} is not a non-negative decimal number")
+        raise ValueError(f"{shown(text)} is not a decimal string")
+    match = _DECIMAL.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{shown(text)} is not a non-negative decimal number")
+    whole, fraction = match[1], match[2] or ""
+    if len(whole) > MAX_INTEGER_DIGITS or len(fraction) > MAX_FRACTION_DIGITS:
+        raise ValueError(
+            f"{shown(text)} has {len(whole)} digits before the point and {len(fraction)} after;"
+            f" at most {MAX_INTEGER_DIGITS} and {MAX_FRACTION_DIGITS} are accepted"
+        )
     return Decimal(text)
+
+
+def check_snapshot_time(ts: datetime, received_at: datetime) -> None:
+    """ValueError unless ``ts`` is a whole minute (the exchange recomputes open interest once a minute) within
+    a sane distance of our clock: not more than MAX_AHEAD ahead of it, nor MAX_BEHIND behind."""
+    if ts > received_at + MAX_AHEAD:
+        raise ValueError(f"{ts:%Y-%m-%d %H:%M}Z is {ts - received_at} ahead of our clock")
+    if ts < received_at - MAX_BEHIND:
+        hint = " (seconds sent for milliseconds?)" if ts.year < 2000 else ""
+        raise ValueError(f"{ts:%Y-%m-%d %H:%M}Z is {received_at - ts} behind our clock{hint}")
+    if ts - _EPOCH != (ts - _EPOCH) // _MINUTE * _MINUTE:
+        raise ValueError(
+            f"{ts:%Y-%m-%d %H:%M:%S.%f}Z is not on a whole minute, as the exchange's snapshots are"
+        )
 
 
 class _FieldError(ValueError):
@@ -93,16 +132,27 @@ def _field(row: Mapping[str, object], name: str, parse: Callable[[object], T]) -
         raise _FieldError(name, str(error)) from None
 
 
+def _snapshot_time(received_at: datetime) -> Callable[[object], datetime]:
+    def parse(text: object) -> datetime:
+        ts = parse_timestamp_ms(text)
+        check_snapshot_time(ts, received_at)
+        return ts
+
+    return parse
+
+
 def normalise_row(row: object, collected_at: datetime) -> OpenInterest | Rejection:
     """A raw ``openInterest`` row received at ``collected_at`` → a record, or a rejection naming the field."""
     if not isinstance(row, Mapping):
         return Rejection(None, "row", f"is {type(row).__name__}, not an object")
     symbol = row.get("symbol")
     if not isinstance(symbol, str):
-        return Rejection(None, "symbol", "is missing" if symbol is None else f"is {symbol!r}, not a string")
+        return Rejection(
+            None, "symbol", "is missing" if symbol is None else f"is {shown(symbol)}, not a string"
+        )
     try:
         parsed = parse_symbol(symbol)
-        ts = _field(row, "timestamp", parse_timestamp_ms)
+        ts = _field(row, "timestamp", _snapshot_time(collected_at))
         open_interest = _field(row, "sumOpenInterest", parse_quantity)
         open_interest_usd = _field(row, "sumOpenInterestUsd", parse_quantity)
     except SymbolError as error:
@@ -122,17 +172,49 @@ def normalise_row(row: object, collected_at: datetime) -> OpenInterest | Rejecti
     )
 
 
-def normalise_rows(rows: Iterable[object], collected_at: datetime) -> Normalised:
-    """Every row of one response: good rows kept, bad rows rejected one by one."""
+def normalise_rows(rows: Iterable[object], collected_at: datetime, pair: Pair) -> Normalised:
+    """Every row of one answer to ``pair``'s request: good rows kept, bad rows rejected one by one.
+
+    A row must belong to the pair asked for (a row of another expiry could overwrite the value stored from
+    its own answer), and a symbol is kept once. Whatever one row can raise costs only that row.
+    """
     records: list[OpenInterest] = []
     rejections: list[Rejection] = []
+    seen: set[str] = set()
+    expiry = parse_expiry(pair.expiry)
     for row in rows:
-        result = normalise_row(row, collected_at)
+        try:
+            result = normalise_row(row, collected_at)
+        except Exception as error:  # the rule: one row costs only itself, whatever it breaks
+            result = Rejection(_symbol_of(row), "row", f"cannot be read ({type(error).__name__}: {error})")
         if isinstance(result, OpenInterest):
+            result = _belongs(result, pair, expiry, seen)
+        if isinstance(result, OpenInterest):
+            seen.add(result.symbol)
             records.append(result)
         else:
             rejections.append(result)
     return Normalised(records, rejections)
+
+
+def _belongs(record: OpenInterest, pair: Pair, expiry: date, seen: set[str]) -> OpenInterest | Rejection:
+    if (record.underlying, record.expiry) != (pair.underlying, expiry):
+        return Rejection(
+            record.symbol,
+            "symbol",
+            f"is of {record.underlying} {record.expiry:%y%m%d}, not of the pair asked for ({pair})",
+        )
+    if record.symbol in seen:
+        return Rejection(record.symbol, "symbol", "appears twice in this answer: the first row is kept")
+    return record
+
+
+def _symbol_of(row: object) -> str | None:
+    try:
+        symbol = row.get("symbol") if isinstance(row, Mapping) else None
+    except Exception:  # the row that just broke the parser may break this too
+        return None
+    return symbol if isinstance(symbol, str) else None
 
 
 def expiry_code(expiry_date_ms: int) -> str:
@@ -163,7 +245,10 @@ def parse_listing(exchange_info: object) -> Listing:
     pairs: set[Pair] = set()
     unreadable = 0
     for entry in exchange_info["optionSymbols"]:
-        pair = _listed_pair(entry, base_assets)
+        try:
+            pair = _listed_pair(entry, base_assets)
+        except Exception:  # one listed entry costs only itself, whatever it breaks
+            pair = None
         if pair is None:
             unreadable += 1
         else:
@@ -192,6 +277,8 @@ def _listed_pair(entry: object, base_assets: Mapping[str, str]) -> Pair | None:
         return None
     underlying = base_assets.get(str(entry.get("underlying")), symbol.partition("-")[0])
     try:
-        return Pair(underlying, expiry_code(expiry_ms)) if underlying else None
+        expiry = expiry_code(expiry_ms)
+        parse_expiry(expiry)
     except (OverflowError, ValueError, OSError):
         return None
+    return Pair(underlying, expiry) if _SYMBOL_UNDERLYING.fullmatch(underlying) else None

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +18,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from collector.config import Settings
 from collector.cycle import KnownPairs, collect_once
+from collector.deadline import Deadline
 from collector.metrics import Metrics, serve
 from collector.sink.store import Store
 from collector.source.gate import ExchangeGate
@@ -24,6 +26,7 @@ from collector.source.gate import ExchangeGate
 log = logging.getLogger("collector.schedule")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _WRITE_MARGIN_S = 1.0  # a cycle stops fetching this long before the next one starts, to leave time to write
+_STOP_FETCH_S = 5.0  # after SIGTERM, the cycle in flight fetches this long at most, then stores what it has
 
 
 def interval_anchor(now: datetime, interval_s: int, offset_s: float) -> datetime:
@@ -64,6 +67,7 @@ class Daemon:
         self.gate = gate
         self.prepare = prepare  # tried before each cycle until it returns True (the schema migration)
         self.known = KnownPairs()
+        self.deadline: Deadline | None = None  # the cycle in flight's, which a stop request brings forward
         self.metrics: Metrics | None = None
         self.stop = threading.Event()
         self.idle = threading.Event()
@@ -106,7 +110,13 @@ class Daemon:
         return self._finish()
 
     def _request_stop(self, signum: int, _frame: object) -> None:
-        log.info("received %s: finishing the cycle in flight, then exiting", signal.Signals(signum).name)
+        # The cycle in flight stops fetching soon and stores every pair fetched so far, well within the
+        # shutdown timeout.
+        fetch_s = min(_STOP_FETCH_S, self.settings.collect.shutdown_timeout_s / 3)
+        log.info("received %s: the cycle in flight stops fetching within %g s and stores what it has, then"
+                 " the collector exits", signal.Signals(signum).name, fetch_s)  # fmt: skip
+        if self.deadline is not None:
+            self.deadline.cut(time.time() + fetch_s)
         self.stop.set()
 
     def _cycle(self) -> None:
@@ -115,8 +125,9 @@ class Daemon:
             if self.stop.is_set():
                 return
             self._prepare()
+            self.deadline = Deadline(self._deadline())
             report = asyncio.run(
-                collect_once(self.settings, self.store, self.gate, self._deadline(), self.known)
+                collect_once(self.settings, self.store, self.gate, self.deadline, self.known)
             )
             if self.metrics is not None:
                 self.metrics.observe(report, self.store.spool)

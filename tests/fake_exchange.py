@@ -76,6 +76,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)  # extra headers; override the normal ones
     delay_s: float = 0.0  # sleep this long before answering
     drop_connection: bool = False  # close the socket without any HTTP response
+    drip_s: float = 0.0  # send the body one byte at a time, this long apart (never trips a read timeout)
     extra_rows: tuple[dict[str, object], ...] = ()  # appended to the normal openInterest rows
 
 
@@ -289,6 +290,11 @@ def _row(option: _Option, minute_ms: int, override: tuple[str, str] | None) -> d
 def current_minute_ms() -> int:
     """The current wall-clock minute, floored, in ms."""
     return int(time.time() // 60) * _MINUTE_MS
+
+
+# A fixed minute for tests to serve: recent, as the collector believes only snapshots near its own clock (at
+# most a day behind it), and far enough back that a test advancing it some minutes stays in the past.
+RECENT_MINUTE_MS = current_minute_ms() - 60 * _MINUTE_MS
 
 
 # ---------------------------------------------------------------------------------------------- exchangeInfo
@@ -523,12 +529,21 @@ class _Handler(BaseHTTPRequestHandler):
         """Log nothing."""
 
 
-def _send(handler: _Handler, reply: _Reply) -> None:
+def _send(
+    handler: _Handler, reply: _Reply, drip_s: float = 0.0, stopping: threading.Event | None = None
+) -> None:
     handler.send_response(reply.status)
     for name, value in reply.headers.items():
         handler.send_header(name, value)
     handler.end_headers()
-    handler.wfile.write(reply.body)
+    if not drip_s:
+        handler.wfile.write(reply.body)
+        return
+    for index in range(len(reply.body)):
+        handler.wfile.write(reply.body[index : index + 1])
+        handler.wfile.flush()
+        if stopping is not None and stopping.wait(drip_s):
+            return
 
 
 def _drop(handler: _Handler) -> None:
@@ -764,7 +779,8 @@ class FakeExchange:
         if reply is None:
             _drop(handler)
         else:
-            _send(handler, reply)
+            with suppress(OSError):  # a client that gave up on a dripped body hangs up
+                _send(handler, reply, fault.drip_s if fault else 0.0, self._stopping)
 
     # --------------------------------------------------------------------------------- answers
 

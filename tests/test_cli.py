@@ -20,9 +20,9 @@ from sqlalchemy.engine import make_url
 from collector.cli import render_settings
 from collector.config import CollectSettings, DatabaseSettings, Settings, load_settings
 from tests.conftest import REPO, advance_minutes, cli_env, run_cli, start_daemon
-from tests.fake_exchange import FakeExchange, html_page
+from tests.fake_exchange import RECENT_MINUTE_MS, FakeExchange, html_page
 
-MINUTE = 1_764_585_060_000
+MINUTE = RECENT_MINUTE_MS
 
 
 def free_port() -> int:
@@ -160,7 +160,7 @@ def test_run_migrates_collects_several_cycles_and_exits_0_on_sigterm(
     finally:
         daemon.kill()
     assert daemon.returncode == 0, stderr
-    assert "received SIGTERM: finishing the cycle in flight" in stderr
+    assert "received SIGTERM: the cycle in flight stops fetching within 5 s and stores what it has" in stderr
     stored_minutes = query(
         empty_database_url,
         "SELECT (extract(epoch FROM ts) * 1000)::bigint, count(*) FROM open_interest GROUP BY 1 ORDER BY 1",
@@ -195,9 +195,8 @@ def test_the_daemon_serves_metrics_and_health(settings: Settings, fake: FakeExch
     assert health.status_code == 200 and health.text == "ok\n"
     assert re.search(r'^oi_cycles_total\{outcome="ok"\} [1-9]', metrics, re.MULTILINE)
     assert re.search(r'^oi_pairs_total\{reason="",status="ok"\} [1-9]', metrics, re.MULTILINE)
-    assert re.search(
-        r'^oi_last_snapshot_timestamp_seconds\{underlying="BTC"\} 1\.76458506e\+09', metrics, re.M
-    )
+    snapshot = re.search(r'^oi_last_snapshot_timestamp_seconds\{underlying="BTC"\} (\S+)$', metrics, re.M)
+    assert snapshot is not None and float(snapshot[1]) == MINUTE / 1000
     assert re.search(r"^oi_rows_stored_total [1-9]", metrics, re.MULTILINE)
     assert "oi_spool_batches 0.0" in metrics
     assert "oi_cycle_duration_seconds_bucket" in metrics and "oi_exchange_used_weight" in metrics

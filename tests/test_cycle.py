@@ -17,6 +17,7 @@ from collector.sink.store import Store
 from collector.source.gate import ExchangeGate
 from tests.conftest import with_collect
 from tests.fake_exchange import (
+    RECENT_MINUTE_MS,
     FakeExchange,
     Fault,
     empty_list,
@@ -58,7 +59,7 @@ def served(
 def test_a_cycle_stores_exactly_what_the_exchange_served(
     settings: Settings, store: Store, engine: Engine, fake: FakeExchange
 ) -> None:
-    fake.minute_ms = 1_764_585_060_000
+    fake.minute_ms = RECENT_MINUTE_MS
     report = collect(settings, store)
     assert report.ok
     assert report.pairs_ok == len(fake.pairs())
@@ -68,7 +69,7 @@ def test_a_cycle_stores_exactly_what_the_exchange_served(
 def test_a_second_cycle_in_the_same_minute_adds_nothing(
     settings: Settings, store: Store, engine: Engine, fake: FakeExchange
 ) -> None:
-    fake.minute_ms = 1_764_585_060_000
+    fake.minute_ms = RECENT_MINUTE_MS
     first = collect(settings, store)
     second = collect(settings, store)
     assert first.committed and first.committed.written
@@ -93,21 +94,21 @@ def test_malformed_rows_are_rejected_one_by_one_and_good_rows_kept(
     fake: FakeExchange,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    fake.minute_ms = 1_764_585_060_000
+    fake.minute_ms = RECENT_MINUTE_MS
     bad = (
         {
             "symbol": "ETH-251226-NOPE-C",
             "sumOpenInterest": "1",
             "sumOpenInterestUsd": "1",
-            "timestamp": "1764585060000",
+            "timestamp": str(RECENT_MINUTE_MS),
         },
         {
             "symbol": "ETH-251226-9999-C",
             "sumOpenInterest": "lots",
             "sumOpenInterestUsd": "1",
-            "timestamp": "1764585060000",
+            "timestamp": str(RECENT_MINUTE_MS),
         },
-        {"symbol": "ETH-251226-9998-P", "sumOpenInterestUsd": "1", "timestamp": "1764585060000"},
+        {"symbol": "ETH-251226-9998-P", "sumOpenInterestUsd": "1", "timestamp": str(RECENT_MINUTE_MS)},
     )
     fake.inject(malformed_rows(*bad), underlying="ETH", expiry="251226")
     with caplog.at_level(logging.WARNING, logger="collector.cycle"):
@@ -146,7 +147,7 @@ def test_a_failing_pair_fails_alone(
     fault: object,
     expected: str,
 ) -> None:
-    fake.minute_ms = 1_764_585_060_000
+    fake.minute_ms = RECENT_MINUTE_MS
     fake.inject(fault, underlying="BTC", expiry="251226", times=None)  # type: ignore[arg-type]
     with caplog.at_level(logging.ERROR, logger="collector.cycle"):
         report = collect(settings, store, budget_s=2.0)

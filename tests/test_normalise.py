@@ -22,6 +22,7 @@ from collector.normalise import (
 from collector.records import OpenInterest, OptionSymbol, Pair, Rejection
 
 COLLECTED_AT = datetime(2022, 11, 18, 6, 47, 10, 250000, tzinfo=UTC)
+ETH_221119 = Pair("ETH", "221119")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -340,7 +341,7 @@ def test_normalise_rows_keeps_good_rows_and_rejects_bad_ones_one_by_one() -> Non
         _row(symbol="ETH-221119-1250-C", sumOpenInterest="0"),
         _row(symbol="garbage"),
     ]
-    result = normalise_rows(rows, COLLECTED_AT)
+    result = normalise_rows(rows, COLLECTED_AT, ETH_221119)
     assert [record.symbol for record in result.records] == ["ETH-221119-1175-P", "ETH-221119-1250-C"]
     assert [(r.symbol, r.field) for r in result.rejections] == [
         ("ETH-221119-1200-C", "sumOpenInterest"),
@@ -350,19 +351,102 @@ def test_normalise_rows_keeps_good_rows_and_rejects_bad_ones_one_by_one() -> Non
 
 
 def test_normalise_rows_gives_every_record_the_same_collected_at() -> None:
-    result = normalise_rows([_row(), _row(symbol="ETH-221119-1200-C")], COLLECTED_AT)
+    result = normalise_rows([_row(), _row(symbol="ETH-221119-1200-C")], COLLECTED_AT, ETH_221119)
     assert {record.collected_at for record in result.records} == {COLLECTED_AT}
 
 
 def test_normalise_rows_of_an_empty_response_is_empty() -> None:
-    result = normalise_rows([], COLLECTED_AT)
+    result = normalise_rows([], COLLECTED_AT, ETH_221119)
     assert (result.records, result.rejections) == ([], [])
 
 
 def test_normalise_rows_survives_one_row_with_a_huge_timestamp() -> None:
-    result = normalise_rows([_row(), _row(symbol="ETH-221119-1200-C", timestamp="9" * 20)], COLLECTED_AT)
+    rows = [_row(), _row(symbol="ETH-221119-1200-C", timestamp="9" * 20)]
+    result = normalise_rows(rows, COLLECTED_AT, ETH_221119)
     assert len(result.records) == 1
     assert [(r.symbol, r.field) for r in result.rejections] == [("ETH-221119-1200-C", "timestamp")]
+
+
+def test_a_row_of_another_expiry_is_rejected_not_stored_under_this_pair() -> None:
+    rows = [_row(), _row(symbol="ETH-221125-1175-P"), _row(symbol="BTC-221119-1175-P")]
+    result = normalise_rows(rows, COLLECTED_AT, ETH_221119)
+    assert [record.symbol for record in result.records] == ["ETH-221119-1175-P"]
+    assert [(r.symbol, r.field) for r in result.rejections] == [
+        ("ETH-221125-1175-P", "symbol"),
+        ("BTC-221119-1175-P", "symbol"),
+    ]
+    assert "not of the pair asked for (ETH 221119)" in result.rejections[0].reason
+
+
+def test_a_symbol_served_twice_in_one_answer_is_kept_once_and_said_so() -> None:
+    result = normalise_rows([_row(), _row(sumOpenInterest="9")], COLLECTED_AT, ETH_221119)
+    assert [record.open_interest for record in result.records] == [Decimal("4.01")]
+    [twice] = result.rejections
+    assert twice.reason == "appears twice in this answer: the first row is kept"
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "reason"),
+    [
+        ("1668754020", "behind our clock (seconds sent for milliseconds?)"),  # seconds, not ms
+        ("1668840420000", "ahead of our clock"),  # a day ahead
+        ("1668754020123", "not on a whole minute"),
+        ("1668581220000", "behind our clock"),  # two days old
+    ],
+)
+def test_a_timestamp_off_the_snapshot_minute_or_far_from_our_clock_is_rejected(
+    timestamp: str, reason: str
+) -> None:
+    rejection = normalise_row(_row(timestamp=timestamp), COLLECTED_AT)
+    assert isinstance(rejection, Rejection) and rejection.field == "timestamp"
+    assert reason in rejection.reason
+
+
+def test_a_timestamp_a_few_minutes_ahead_of_our_clock_is_clock_skew_and_kept() -> None:
+    assert isinstance(normalise_row(_row(timestamp="1668754200000"), COLLECTED_AT), OpenInterest)
+
+
+def test_a_value_of_140000_digits_is_rejected_with_its_size_not_its_digits() -> None:
+    rejection = normalise_row(_row(sumOpenInterest="1" * 140_000), COLLECTED_AT)
+    assert isinstance(rejection, Rejection) and rejection.field == "sumOpenInterest"
+    assert (
+        "has 140000 digits before the point and 0 after; at most 30 and 30 are accepted" in rejection.reason
+    )
+    assert len(rejection.reason) < 200
+
+
+def test_a_value_at_the_digit_bounds_is_kept_exactly() -> None:
+    value = "9" * 30 + "." + "1" * 30
+    record = normalise_row(_row(sumOpenInterestUsd=value), COLLECTED_AT)
+    assert isinstance(record, OpenInterest) and str(record.open_interest_usd) == value
+
+
+def test_a_symbol_with_a_9000_character_strike_is_rejected_briefly() -> None:
+    rejection = normalise_row(_row(symbol="ETH-221119-" + "1" * 9000 + "-P"), COLLECTED_AT)
+    assert isinstance(rejection, Rejection) and rejection.field == "symbol"
+    assert "has 9013 characters; at most 64 are accepted" in rejection.reason
+    assert rejection.symbol is not None and len(rejection.symbol) < 120
+
+
+def test_a_strike_with_too_many_digits_is_rejected() -> None:
+    rejection = normalise_row(_row(symbol="ETH-221119-0." + "1" * 40 + "-P"), COLLECTED_AT)
+    assert isinstance(rejection, Rejection) and "at most 30 and 30" in rejection.reason
+
+
+def test_an_expiry_before_any_crypto_option_is_not_a_date_in_2000() -> None:
+    with pytest.raises(ValueError, match="before any crypto option was listed"):
+        parse_expiry("000101")
+
+
+def test_a_row_that_breaks_the_parser_itself_costs_only_that_row() -> None:
+    class Hostile(dict[str, object]):
+        def get(self, key: str, default: object = None) -> object:
+            raise RecursionError("maximum recursion depth exceeded")
+
+    result = normalise_rows([_row(), Hostile()], COLLECTED_AT, ETH_221119)
+    assert len(result.records) == 1
+    [rejection] = result.rejections
+    assert (rejection.field, rejection.reason[:14]) == ("row", "cannot be read")
 
 
 # expiry_code and parse_listing

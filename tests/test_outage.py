@@ -23,10 +23,10 @@ from collector.sink.spool import Spool
 from collector.sink.store import Store
 from collector.source.gate import ExchangeGate
 from tests.conftest import REPO, advance_minutes, cli_env, run_cli, start_daemon
-from tests.fake_exchange import FakeExchange
+from tests.fake_exchange import RECENT_MINUTE_MS, FakeExchange
 from tests.tcp_proxy import TcpProxy
 
-MINUTE = 1_764_585_060_000
+MINUTE = RECENT_MINUTE_MS
 UNIVERSE = {"BTC": ["251226", "260102", "260109"], "ETH": ["251226", "260102"], "DOGE": ["251226"]}
 
 

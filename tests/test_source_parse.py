@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import email.utils
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -74,8 +75,26 @@ def test_a_429_without_retry_after_has_no_retry_after() -> None:
     assert error.retry_after_s is None
 
 
-@pytest.mark.parametrize("header", ["1.5", "Wed, 21 Oct 2015 07:28:00 GMT", "-3", ""])
-def test_a_retry_after_that_is_not_whole_seconds_is_ignored(header: str) -> None:
+@pytest.mark.parametrize(("header", "seconds"), [("30", 30.0), ("30.0", 30.0), ("1.5", 1.5), (" 7 ", 7.0)])
+def test_retry_after_is_read_as_whole_or_decimal_seconds(header: str, seconds: float) -> None:
+    assert (
+        _error(_response(429, {"code": -1003, "msg": "x"}, {"Retry-After": header})).retry_after_s == seconds
+    )
+
+
+def test_retry_after_as_an_http_date_is_the_seconds_until_then() -> None:
+    then = email.utils.format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True)
+    waited = _error(_response(429, {"code": -1003, "msg": "x"}, {"Retry-After": then})).retry_after_s
+    assert waited is not None and 85 <= waited <= 90
+
+
+def test_retry_after_as_a_date_in_the_past_is_no_wait() -> None:
+    past = "Wed, 21 Oct 2015 07:28:00 GMT"
+    assert _error(_response(429, {"code": -1003, "msg": "x"}, {"Retry-After": past})).retry_after_s == 0.0
+
+
+@pytest.mark.parametrize("header", ["-3", "", "soon", "1e9", "30s", "Wed, 99 Foo 2015"])
+def test_a_retry_after_that_is_neither_seconds_nor_a_date_is_ignored(header: str) -> None:
     assert _error(_response(429, {"code": -1003, "msg": "x"}, {"Retry-After": header})).retry_after_s is None
 
 

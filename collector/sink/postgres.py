@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 
+import psycopg
 from sqlalchemy import (
     Column,
     Connection,
@@ -27,10 +28,10 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.exc import DBAPIError, ProgrammingError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
-from collector.errors import SinkError
-from collector.records import Batch, OpenInterest, PairRun
+from collector.errors import DatabaseAway, RowsRefused, SinkError
+from collector.records import Batch, OpenInterest, PairRun, RejectedRow, clean_text
 
 metadata = MetaData()
 
@@ -67,6 +68,20 @@ collection_runs = Table(
 )
 
 
+rejected_rows = Table(
+    "rejected_rows",
+    metadata,
+    Column("cycle_start", DateTime(timezone=True), nullable=False),
+    Column("underlying", Text),
+    Column("expiry", Date),
+    Column("stage", Text, nullable=False),
+    Column("ordinal", Integer, nullable=False),
+    Column("symbol", Text),
+    Column("field", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+)
+
+
 def _insert_from_arrays(table: Table, conflict: str) -> TextClause:
     """INSERT … SELECT FROM unnest(one array per column): one statement and one round trip per batch,
     whatever its size, with no bind-parameter limit to chunk around."""
@@ -78,18 +93,23 @@ def _insert_from_arrays(table: Table, conflict: str) -> TextClause:
 
 
 # Rows travel by binary COPY into a session-local staging table, then one INSERT … SELECT upserts them: COPY
-# is the cheapest way in, and the WHERE makes a re-poll of an unchanged minute write nothing at all.
-_STAGE = text(
-    "CREATE TEMP TABLE IF NOT EXISTS open_interest_incoming (LIKE open_interest) ON COMMIT DELETE ROWS"
-)
+# is the cheapest way in, and the WHERE makes a re-poll of an unchanged minute write nothing at all. The
+# staging table is made from our own column list, and every statement names its columns: a table whose
+# columns were dropped and re-added (in another order) takes the next write without a restart.
 _COLUMN_NAMES = [column.name for column in open_interest.columns]
-_COPY_STAGED = f"COPY open_interest_incoming ({', '.join(_COLUMN_NAMES)}) FROM STDIN"
+_COPY_TYPES = ["text", "timestamptz", "text", "date", "numeric", "text", "numeric", "numeric", "timestamptz"]
+_COLUMNS = ", ".join(_COLUMN_NAMES)
+_STAGE = text(
+    "CREATE TEMP TABLE IF NOT EXISTS open_interest_incoming"
+    f" ({', '.join(f'{name} {kind}' for name, kind in zip(_COLUMN_NAMES, _COPY_TYPES, strict=True))})"
+    " ON COMMIT DELETE ROWS"
+)
+_COPY_STAGED = f"COPY open_interest_incoming ({_COLUMNS}) FROM STDIN"
 # A record's columns in table order (dataclasses.astuple would deep-copy every value).
 _row_values = operator.attrgetter(*_COLUMN_NAMES)
-_COPY_TYPES = ["text", "timestamptz", "text", "date", "numeric", "text", "numeric", "numeric", "timestamptz"]
 _UPSERT_STAGED = text(
-    """
-    INSERT INTO open_interest SELECT * FROM open_interest_incoming ORDER BY symbol, ts
+    f"""
+    INSERT INTO open_interest ({_COLUMNS}) SELECT {_COLUMNS} FROM open_interest_incoming ORDER BY symbol, ts
     ON CONFLICT (symbol, ts) DO UPDATE SET
         open_interest = excluded.open_interest,
         open_interest_usd = excluded.open_interest_usd,
@@ -99,6 +119,10 @@ _UPSERT_STAGED = text(
     """
 )
 _INSERT_RUNS = _insert_from_arrays(collection_runs, "ON CONFLICT DO NOTHING")
+_INSERT_REJECTED = _insert_from_arrays(rejected_rows, "ON CONFLICT DO NOTHING")
+# SQLSTATE classes of a refusal for what a batch holds (22 data exception, 23 integrity constraint); any
+# other failure (connection, schema, disk, locks) is the database being away, and retrying the batch is right.
+_CONTENT_CLASSES = ("22", "23")
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +145,9 @@ class PostgresSink:
         self.engine = engine
 
     def write(self, batch: Batch, *, replayed: bool = False) -> WriteResult:
-        """Upsert the rows and journal the runs; ``replayed`` marks a batch that waited in the spool."""
+        """Upsert the rows and journal the runs and rejections, in one transaction; ``replayed`` marks a batch
+        that waited in the spool. RowsRefused when the database refuses what the batch holds, DatabaseAway
+        when it cannot take anything."""
         # ON CONFLICT cannot touch one row twice in a statement: the last copy of a (symbol, ts) wins. The
         # upsert goes in (symbol, ts) order, so two collectors writing one minute cannot deadlock.
         unique = list({(r.symbol, r.ts): r for r in batch.records}.values())
@@ -131,10 +157,12 @@ class PostgresSink:
                 written = _upsert(connection, unique) if unique else 0
                 if runs:
                     connection.execute(_INSERT_RUNS, _columns(runs))
-        except ProgrammingError as error:
-            raise SinkError(f"database refused the write: {_first_line(error)}") from error
-        except DBAPIError as error:
-            raise SinkError(f"database unreachable or failing: {_first_line(error)}") from error
+                if batch.rejections:
+                    connection.execute(_INSERT_REJECTED, _columns(batch.rejections))
+        except Exception as error:
+            if _is_content(error):
+                raise RowsRefused(f"database refused the rows: {_first_line(error)}") from error
+            raise DatabaseAway(f"database unreachable or failing: {_first_line(error)}") from error
         return WriteResult(written, len(unique) - written)
 
 
@@ -234,7 +262,23 @@ def _upsert(connection: Connection, records: Sequence[OpenInterest]) -> int:
     return connection.execute(_UPSERT_STAGED).rowcount
 
 
-def _columns(rows: Sequence[OpenInterest] | Sequence[PairRun]) -> dict[str, list[object]]:
+def _is_content(error: Exception) -> bool:
+    """Whether a write failed for what it holds, rather than for the database being away: a data or
+    constraint error (see _CONTENT_CLASSES), or a value the driver cannot even send."""
+    cause = error.orig if isinstance(error, DBAPIError) else error
+    if isinstance(cause, psycopg.Error):  # through SQLAlchemy, or straight from the COPY on the raw cursor
+        if cause.sqlstate:
+            return cause.sqlstate[:2] in _CONTENT_CLASSES
+        # psycopg's own classes for what it refuses before sending (a NUL in text, say)
+        return isinstance(cause, psycopg.DataError | psycopg.IntegrityError)
+    if isinstance(error, SQLAlchemyError):  # binding a value failed (StatementError), or the pool is out
+        return isinstance(error, StatementError)
+    return True  # raised by the driver's encoding of a value: text UTF-8 cannot hold, an int too large
+
+
+def _columns(
+    rows: Sequence[OpenInterest] | Sequence[PairRun] | Sequence[RejectedRow],
+) -> dict[str, list[object]]:
     return {field.name: [getattr(row, field.name) for row in rows] for field in fields(rows[0])}
 
 
@@ -242,7 +286,8 @@ def _as_spooled(run: PairRun) -> PairRun:
     return replace(run, status="spooled") if run.status in ("ok", "partial") else run
 
 
-def _first_line(error: DBAPIError) -> str:
-    message = str(error.orig) if error.orig is not None else str(error)
+def _first_line(error: Exception) -> str:
+    cause = error.orig if isinstance(error, DBAPIError) else error
+    message = str(cause) if cause is not None else str(error)
     lines = message.strip().splitlines()
-    return lines[0] if lines else type(error).__name__
+    return clean_text(lines[0], 300) if lines else type(error).__name__

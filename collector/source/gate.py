@@ -17,14 +17,22 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from collector.deadline import Deadline
 from collector.errors import NotSentError
+from collector.records import clean_text
 
 log = logging.getLogger("collector.exchange")
-_WEIGHT_HEADER = re.compile(r"x-mbx-used-weight-(\d+)([smhd])", re.IGNORECASE)
+_WEIGHT_HEADER = re.compile(r"x-mbx-used-weight-([0-9]{1,6})([smhd])", re.IGNORECASE)
+_COUNT = re.compile(r"[0-9]{1,9}")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
 DEFAULT_BAN_S = 120.0  # the exchange's shortest ban, for a 418 that says nothing of its length
+MAX_BAN_S = 3 * 86400.0  # the exchange's longest ban: a header claiming more is not believed
 DEFAULT_PAUSE_S = 5.0  # a 429 without Retry-After
+# A 429 is about the 1-minute request-weight window: five of them is the longest pause believed. Were the
+# exchange to mean longer, it would answer 418 next, and a ban is honoured for up to MAX_BAN_S.
+MAX_PAUSE_S = 300.0
 _WINDOW_CUSHION_S = 0.25  # resume a little after our clock says the window turned: clocks differ
+_PROBE_WAIT_S = 0.05  # how often requests held behind the probe look again
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +45,11 @@ class UsedWeight:
 
 
 def when(epoch_s: float) -> str:
-    return f"{datetime.fromtimestamp(epoch_s, UTC):%Y-%m-%d %H:%M:%S}Z"
+    """A moment for a log line; never fails, whatever the number."""
+    try:
+        return f"{datetime.fromtimestamp(epoch_s, UTC):%Y-%m-%d %H:%M:%S}Z"
+    except (OverflowError, ValueError, OSError):
+        return f"{epoch_s!r} s after the epoch"
 
 
 class ExchangeGate:
@@ -52,32 +64,78 @@ class ExchangeGate:
         self.budget_fraction = budget_fraction
         self.clock = clock
         self.banned_until = self._load_ban()
+        # After a ban, one request goes alone first: the full fan-out into a ban that is not over would
+        # lengthen it.
+        self.probe_needed = self.banned_until is not None
+        self.probing = False
         self.paused_until = 0.0
         self.limits: dict[int, int] = {}  # window seconds -> weight limit, from exchangeInfo
         self.weights: dict[int, UsedWeight] = {}  # window seconds -> the latest count the exchange reported
         self.in_flight = 0
+        self._ignored_headers: set[str] = set()
 
     # ---- before and after each request
 
-    async def enter(self, deadline: float, what: str) -> None:
-        """Wait until a request may go (never past ``deadline``), or raise NotSentError saying why not."""
+    async def enter(self, deadline: Deadline | float, what: str) -> bool:
+        """Wait until a request may go (never past ``deadline``), or raise NotSentError saying why not.
+        True when this request is the probe after a ban: pass that to ``leave``."""
+        deadline = deadline if isinstance(deadline, Deadline) else Deadline(deadline)
         while True:
             now = self.clock()
             resume, reason = self._hold(now)
             if resume is None:
                 self.in_flight += 1
-                return
-            if resume > deadline:
+                probe = self.probe_needed
+                self.probing = probe
+                return probe
+            if resume > deadline.at:
                 raise NotSentError(what, reason)
-            await asyncio.sleep(resume - now)
+            await asyncio.sleep(min(resume - now, 1.0))  # a cut deadline is seen within a second
 
-    def leave(self, headers: Mapping[str, str] | None) -> None:
+    def leave(
+        self, headers: Mapping[str, str] | None, status: int | None = None, *, probe: bool = False
+    ) -> None:
+        """After a request: count it out, read the weight headers; never raises, whatever the headers say."""
         self.in_flight -= 1
+        if probe:
+            self._probe_answered(status)
         for name, value in (headers or {}).items():
-            match = _WEIGHT_HEADER.fullmatch(name)
-            if match and value.isdigit():
-                window = int(match[1]) * _SECONDS[match[2].lower()]
-                self.weights[window] = UsedWeight(window, int(self.clock() // window), int(value))
+            try:
+                self._read_weight(name, value)
+            except Exception as error:  # one header costs only itself
+                self._ignore_header(name, value, f"{type(error).__name__}: {error}")
+
+    def _probe_answered(self, status: int | None) -> None:
+        self.probing = False
+        if status is None or status == 418:  # no answer: the next request probes; a ban: ban() follows
+            return
+        self.probe_needed = False
+        log.info(
+            "the exchange answered the first request after the ban (HTTP %d): resuming every pair",
+            status,
+            extra={"http_status": status},
+        )
+
+    def _read_weight(self, name: str, value: str) -> None:
+        match = _WEIGHT_HEADER.fullmatch(name)
+        if match is None:
+            return
+        window = int(match[1]) * _SECONDS[match[2].lower()]
+        if window == 0 or not _COUNT.fullmatch(value.strip()):
+            self._ignore_header(name, value, "not a window and a count of weight")
+            return
+        self.weights[window] = UsedWeight(window, int(self.clock() // window), int(value))
+
+    def _ignore_header(self, name: str, value: str, why: str) -> None:
+        if name.lower() in self._ignored_headers:
+            return
+        self._ignored_headers.add(name.lower())
+        log.warning(
+            "ignoring the exchange's weight header %s: %s (%s); said once",
+            clean_text(name, 80),
+            clean_text(repr(value), 80),
+            why,
+        )
 
     # ---- what the exchange told us
 
@@ -93,15 +151,35 @@ class ExchangeGate:
                     self.limits[seconds * number] = value
 
     def pause(self, seconds: float | None, what: str) -> None:
-        """A 429: nothing goes out for ``seconds`` (Retry-After), for any pair."""
-        until = self.clock() + (seconds if seconds is not None else DEFAULT_PAUSE_S)
+        """A 429: nothing goes out for ``seconds`` (Retry-After, at most MAX_PAUSE_S), for any pair."""
+        seconds = DEFAULT_PAUSE_S if seconds is None or not math.isfinite(seconds) else max(0.0, seconds)
+        if seconds > MAX_PAUSE_S:
+            log.warning(
+                "%s: a 429 asked for a pause of %.0f s; pausing %.0f s, the most believed for a 429",
+                what,
+                seconds,
+                MAX_PAUSE_S,
+            )
+            seconds = MAX_PAUSE_S
+        until = self.clock() + seconds
         if until > self.paused_until:
             self.paused_until = until
             log.warning("%s: rate limited (HTTP 429): sending nothing until %s", what, when(until))
 
     def ban(self, until: float | None, what: str) -> None:
-        """A 418: nothing goes out until ``until``; said once, and kept across restarts."""
-        until = until if until is not None else self.clock() + DEFAULT_BAN_S
+        """A 418: nothing goes out until ``until`` (at most MAX_BAN_S away); said once, kept across restarts;
+        then one probe request goes alone before every pair is asked again."""
+        now = self.clock()
+        until = now + DEFAULT_BAN_S if until is None or not math.isfinite(until) else until
+        if until > now + MAX_BAN_S:
+            log.warning(
+                "%s: the exchange claims a ban until %s, longer than the 3 days it documents as the"
+                " longest; taking 3 days",
+                what,
+                when(until),
+            )
+            until = now + MAX_BAN_S
+        self.probe_needed = True
         if self.banned_until is not None and until <= self.banned_until:
             return
         self.banned_until = until
@@ -123,6 +201,8 @@ class ExchangeGate:
         """When a request may go (None: now) and why it must wait."""
         if self.banned_until is not None and now < self.banned_until:
             return self.banned_until, f"the exchange banned this IP until {when(self.banned_until)}"
+        if self.probe_needed and self.probing:
+            return now + _PROBE_WAIT_S, "waiting for the first request after the ban to be answered"
         if now < self.paused_until:
             return self.paused_until, f"rate limited (HTTP 429) until {when(self.paused_until)}"
         for window, limit in self.limits.items():
@@ -137,14 +217,27 @@ class ExchangeGate:
         return None, ""
 
     def _load_ban(self) -> float | None:
-        if self.state_file is None or not self.state_file.exists():
+        """A ban saved by an earlier run, at most MAX_BAN_S from now; an unreadable file is ignored."""
+        if self.state_file is None:
             return None
         try:
+            if not self.state_file.exists():
+                return None
             until = float(json.loads(self.state_file.read_text())["banned_until"])
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            log.warning("ignoring unreadable ban state %s: %s", self.state_file, error)
+            if not math.isfinite(until):
+                raise ValueError(f"{until} is not a time")
+        except Exception as error:  # whatever the file holds, the start-up goes on
+            log.warning("ignoring unreadable ban state %s: %s", self.state_file, clean_text(str(error), 200))
             return None
-        if until > self.clock():
+        now = self.clock()
+        if until > now + MAX_BAN_S:
+            log.warning(
+                "ban state %s says %s, past the 3 days the exchange documents; taking 3 days",
+                self.state_file,
+                when(until),
+            )
+            until = now + MAX_BAN_S
+        if until > now:
             log.error("exchange IP ban from an earlier run lasts until %s: sending nothing", when(until))
             return until
         return None
@@ -152,8 +245,15 @@ class ExchangeGate:
     def _save_ban(self) -> None:
         if self.state_file is None:
             return
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.state_file.with_suffix(".tmp")
         until = self.banned_until or 0.0
-        temporary.write_text(json.dumps({"banned_until": until, "until_utc": when(until)}))
-        temporary.replace(self.state_file)
+        try:
+            self.state_file.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.state_file.with_suffix(".tmp")
+            temporary.write_text(json.dumps({"banned_until": until, "until_utc": when(until)}))
+            temporary.replace(self.state_file)
+        except OSError as error:
+            log.error(
+                "cannot save the ban state to %s (%s): the ban holds in this process only",
+                self.state_file,
+                error,
+            )
