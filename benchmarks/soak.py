@@ -1,9 +1,12 @@
-"""Soak: the daemon against the fake exchange with random faults of every kind and two database cuts.
+"""Soak: the daemon against the fake exchange with random faults of every kind and two database cuts. Half the
+faults are hostile answers: nested brackets, 140,000 digits, rows of other pairs, NUL in error text, bad
+weight headers, dripped bodies, ...
 
     python benchmarks/soak.py [--seconds 180]
 
 Uses BENCH_DATABASE_URL (a server it may create a database on) or a throwaway PostgreSQL of its own, like the
-tests. Prints what the fake served, what was stored, and what was lost or duplicated (both must be 0).
+tests. Prints what the fake served, what was stored, and what was lost, duplicated or stored with another
+value than the one served (all must be 0).
 "Served" counts only answers the collector could receive: a reply the fake sends after the collector's timeout
 has gone to nobody. Not part of the test suite.
 """
@@ -91,8 +94,11 @@ def _whole_minute(timestamp: object) -> bool:
     return isinstance(timestamp, str) and timestamp.isdigit() and int(timestamp) % MINUTE_MS == 0
 
 
-def random_fault(rng: random.Random) -> Fault:
-    return rng.choice(
+def random_fault(rng: random.Random) -> tuple[str, Fault]:
+    """An ordinary fault or, as often, a hostile answer (the two lists are about as long)."""
+    if rng.random() < 0.5:
+        return "hostile", rng.choice(hostile_faults())
+    return "ordinary", rng.choice(
         [
             http_error(429, -1003, "Too many requests.", retry_after=1),
             http_error(503, -1001, "Service Unavailable."),
@@ -113,7 +119,6 @@ def random_fault(rng: random.Random) -> Fault:
             ),
             Fault(drop_connection=True),
             Fault(delay_s=TIMEOUT_S + 0.2),
-            *hostile_faults(),
         ]
     )
 
@@ -139,12 +144,17 @@ def hostile_faults() -> list[Fault]:
     ]
 
 
+INJECTED = {"ordinary": 0, "hostile": 0}
+
+
 def inject_faults(fake: FakeExchange, stop: threading.Event, rng: random.Random) -> None:
     """A random fault on a random pair twice a second."""
     pairs = fake.pairs()
     while not stop.wait(0.5):
         underlying, expiry = rng.choice(pairs)
-        fake.inject(random_fault(rng), underlying=underlying, expiry=expiry)
+        kind, fault = random_fault(rng)
+        INJECTED[kind] += 1
+        fake.inject(fault, underlying=underlying, expiry=expiry)
 
 
 def ban(fake: FakeExchange) -> None:
@@ -238,6 +248,7 @@ def report(url: str, fake: CountingExchange, log: str, code: int, seconds: float
     wrong = [key for key in stored & fake.served if values[key] != fake.values[key]]
     print(f"soak: {seconds:.0f} s, daemon exit code {code}")
     print(f"  cycles                 {log.count('Z: ') and log.count(' pairs ok, ')}")
+    print(f"  faults injected        {INJECTED['ordinary']} ordinary, {INJECTED['hostile']} hostile")
     print(f"  pairs attempted        {attempted}")
     print(f"  pairs ok               {ok} ({spooled} of them through the spool)")
     print(f"  openInterest requests  {len(requests)} by HTTP status {dict(sorted(statuses.items()))}")

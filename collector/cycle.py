@@ -116,6 +116,7 @@ class CycleReport:
             "pairs_failed": self.pairs_failed,
             "rows_fetched": self.rows_fetched,
             "rows_rejected": self.rows_rejected,
+            "rows_refused": self.rows_refused,
             "duration_s": round(self.duration_s, 3),
             "status": "ok" if self.ok else "failed",
         }
@@ -123,10 +124,18 @@ class CycleReport:
     def summary(self) -> str:
         line = (
             f"cycle {self.started_at:%Y-%m-%d %H:%M:%S}Z: {self.pairs_ok} pairs ok,"
-            f" {self.pairs_failed} failed; {self._rows()}, {self.rows_rejected} rejected,"
+            f" {self.pairs_failed} failed; {self._rows()}, {self.rows_rejected} rejected{self._refused()},"
             f" in {self.duration_s:.2f} s; exchange weight used: {self.used_weight}"
         )
         return f"{line}; FAILED: {self.problem}" if self.problem else line
+
+    @property
+    def rows_refused(self) -> int:
+        """Rows the database refused for their content: set aside in the spool's refused/, not stored."""
+        return self.committed.refused_rows if self.committed is not None else 0
+
+    def _refused(self) -> str:
+        return f" ({self.rows_refused} refused by the database, set aside)" if self.rows_refused else ""
 
     def _rows(self) -> str:
         committed = self.committed

@@ -58,6 +58,9 @@ class Metrics:
         )
         self.rows_stored = Counter("oi_rows_stored", "Rows stored (new, changed or unchanged)", registry=r)
         self.rows_rejected = Counter("oi_rows_rejected", "Malformed rows skipped", registry=r)
+        self.rows_refused = Counter(
+            "oi_rows_refused", "Rows the database refused for their content, set aside", registry=r
+        )
         self.duration = Histogram(
             "oi_cycle_duration_seconds", "Cycle duration", registry=r,
             buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
@@ -78,6 +81,7 @@ class Metrics:
         self.cycles.labels("ok" if report.ok else "failed").inc()
         self.duration.observe(report.duration_s)
         self.rows_rejected.inc(report.rows_rejected)
+        self.rows_refused.inc(report.rows_refused)
         stored = report.stored
         for outcome in report.outcomes:
             if outcome.error is not None:

@@ -34,6 +34,14 @@ def shown(value: object, limit: int = 40) -> str:
     return clean_text(text, limit + 40)
 
 
+def _clean(record: object, **limits: int) -> None:
+    """clean_text on these text fields of a frozen record (None stays None)."""
+    for name, limit in limits.items():
+        value = getattr(record, name)
+        if isinstance(value, str):
+            object.__setattr__(record, name, clean_text(value, limit))
+
+
 def bounded_code(code: object) -> int | None:
     """A venue's error code as the journal's integer column holds it; None when it is no int32."""
     if isinstance(code, int) and not isinstance(code, bool) and -INT32 - 1 <= code <= INT32:
@@ -87,10 +95,7 @@ class Rejection:
 
     def __post_init__(self) -> None:
         # The reason quotes what the venue sent: it goes to logs and to the journal, so it is made safe here.
-        if self.symbol is not None:
-            object.__setattr__(self, "symbol", clean_text(self.symbol, 80))
-        object.__setattr__(self, "field", clean_text(self.field, 80))
-        object.__setattr__(self, "reason", clean_text(self.reason))
+        _clean(self, symbol=80, field=80, reason=MAX_TEXT_CHARS)
 
     def __str__(self) -> str:
         return f"symbol {self.symbol or '?'}: field {self.field!r} {self.reason}"
@@ -117,8 +122,7 @@ class PairRun:
 
     def __post_init__(self) -> None:
         # What a venue said goes into the journal's columns: bounded and encodable, whatever it was.
-        if self.error_message is not None:
-            object.__setattr__(self, "error_message", clean_text(self.error_message))
+        _clean(self, error_message=MAX_TEXT_CHARS)
         object.__setattr__(self, "error_code", bounded_code(self.error_code))
 
 
@@ -141,12 +145,7 @@ class RejectedRow:
     reason: str
 
     def __post_init__(self) -> None:
-        if self.symbol is not None:
-            object.__setattr__(self, "symbol", clean_text(self.symbol, 80))
-        if self.underlying is not None:
-            object.__setattr__(self, "underlying", clean_text(self.underlying, 80))
-        object.__setattr__(self, "field", clean_text(self.field, 80))
-        object.__setattr__(self, "reason", clean_text(self.reason))
+        _clean(self, symbol=80, underlying=80, field=80, reason=MAX_TEXT_CHARS)
 
 
 @dataclass(frozen=True, slots=True)

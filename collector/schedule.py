@@ -79,8 +79,12 @@ class Daemon:
         port = self.settings.metrics.port
         if port:
             self.metrics = Metrics(self.settings.metrics.healthy_within_s)
-            serve(self.metrics, port)
-            log.info("metrics on :%d/metrics, health on :%d/healthz", port, port)
+            try:
+                serve(self.metrics, port)
+                log.info("metrics on :%d/metrics, health on :%d/healthz", port, port)
+            except OSError as error:  # collecting matters more than being watched
+                log.error("cannot serve metrics on port %d (%s): collecting without /metrics and /healthz",
+                          port, error.strerror or error)  # fmt: skip
         self._prepare()
         self.store.flush()  # a spool left by an earlier process goes first
         collect = self.settings.collect

@@ -130,3 +130,30 @@ def test_a_probe_answered_with_another_ban_keeps_everything_held() -> None:
         return probe, False
 
     assert asyncio.run(scenario()) == (True, True)
+
+
+@pytest.mark.parametrize(
+    "limit",
+    [
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 0},
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": -5},
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "DAY", "intervalNum": 10**9, "limit": 2400},
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": ["MINUTE"], "intervalNum": 1, "limit": 2400},
+        {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": True, "limit": 2400},
+    ],
+)
+def test_a_rate_limit_no_exchange_would_set_is_not_taken(limit: dict[str, object]) -> None:
+    gate = ExchangeGate()
+    gate.set_limits([limit])
+    assert gate.limits == {}
+
+
+def test_a_limit_of_one_still_lets_one_request_a_window_through() -> None:
+    async def one() -> bool:
+        gate = ExchangeGate()
+        gate.set_limits(
+            [{"rateLimitType": "REQUEST_WEIGHT", "interval": "SECOND", "intervalNum": 1, "limit": 1}]
+        )
+        return await gate.enter(time.time() + 2, "x") is False
+
+    assert asyncio.run(one())

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from collector.records import Batch, OpenInterest, PairRun
+from collector.records import Batch, OpenInterest, PairRun, RejectedRow
 from collector.sink.postgres import PostgresSink, make_engine
 from collector.sink.spool import Spool
 from collector.sink.store import Store
@@ -108,6 +108,16 @@ def test_a_venues_hostile_error_text_and_code_reach_the_journal_safely(
     [(message, code)] = query(engine, "SELECT error_message, error_code FROM collection_runs")
     assert code is None
     assert isinstance(message, str) and message.startswith("bad\\x00\\ud800x") and len(message) < 700
+
+
+def test_a_batch_written_twice_journals_its_rejections_once(sink: PostgresSink, engine: Engine) -> None:
+    rejections = [
+        RejectedRow(START, "BTC", EXPIRY, "normalise", 0, "BTC-261225-X-C", "symbol", "is not a symbol"),
+        RejectedRow(START, None, None, "spool", 0, None, "file", "x.batch.json: checksum mismatch"),
+    ]
+    for _ in range(2):  # killed between the commit and the spool file's removal, then replayed
+        sink.write(Batch([run()], [], rejections))
+    assert query(engine, "SELECT count(*) FROM rejected_rows") == [(2,)]
 
 
 # ---- the database away, not refusing

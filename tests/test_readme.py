@@ -17,7 +17,7 @@ from collector.cycle import collect_once
 from collector.sink.store import Store
 from collector.source.gate import ExchangeGate
 from tests.conftest import REPO
-from tests.fake_exchange import FakeExchange
+from tests.fake_exchange import FakeExchange, malformed_rows
 
 README = (REPO / "README.md").read_text()
 QUERIES = re.findall(r"```sql\n(.*?)```", README, re.DOTALL)
@@ -26,10 +26,19 @@ EXAMPLES = re.findall(r"```sql\n(.*?)```", README.split("## Example queries")[1]
 
 @pytest.fixture
 def collected(settings: Settings, store: Store, gate: ExchangeGate, fake: FakeExchange) -> str:
-    """Five snapshots spread over the last 80 minutes, as the daemon would have stored them."""
+    """Five snapshots spread over the last 80 minutes, as the daemon would have stored them, the last with one
+    malformed row."""
     now_minute = int(time.time() // 60 * 60_000)
     for minutes_ago in (80, 65, 30, 5, 0):
         fake.minute_ms = now_minute - minutes_ago * 60_000
+        if minutes_ago == 0:
+            bad = {
+                "symbol": "BTC-251226-X-C",
+                "sumOpenInterest": "1",
+                "sumOpenInterestUsd": "1",
+                "timestamp": "1",
+            }
+            fake.inject(malformed_rows(bad), underlying="BTC", expiry="251226")
         fake.set_open_interest("BTC-251226-100000-C", str(100 - minutes_ago), "1000")
         assert asyncio.run(collect_once(settings, store, gate)).ok
     return make_url(settings.database.url).set(drivername="postgresql").render_as_string(hide_password=False)
@@ -72,3 +81,13 @@ def test_every_command_and_config_key_is_documented() -> None:
     for key in KEYS:
         assert f"`{key.section}.{key.name}`" in README
         assert f"`{key.env_var}`" in README
+
+
+def test_every_test_the_readme_names_as_proof_exists() -> None:
+    defined = set()
+    for path in (REPO / "tests").glob("test_*.py"):
+        defined |= set(re.findall(r"^def (test_\w+)", path.read_text(), re.MULTILINE))
+    named = set(re.findall(r"\b(test_\w+)\b", README)) - {
+        name for name in re.findall(r"\b(test_\w+)\.py", README)
+    }
+    assert named and named <= defined, sorted(named - defined)

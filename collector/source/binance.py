@@ -90,6 +90,7 @@ class BinanceOptions:
 
     async def _get(self, path: str, params: dict[str, str], what: str) -> Answer:
         attempt = 0
+        answered: RetriableExchangeError | None = None  # the last answer the exchange gave to this request
         while True:
             attempt += 1
             try:
@@ -97,7 +98,12 @@ class BinanceOptions:
             except RetriableExchangeError as error:
                 error.attempts = attempt
                 if isinstance(error, NotSentError):
+                    # Held back after the exchange answered (its 418, say): that answer is what happened.
+                    if answered is not None:
+                        answered.attempts = attempt - 1
+                        raise answered from error
                     raise
+                answered = error
                 if error.status not in (418, 429):
                     await self._back_off(error, attempt, what)
                     continue
@@ -241,6 +247,8 @@ def _describe(
 ) -> str:
     if code is not None:
         return f"HTTP {status}, exchange code {code}: {message}"
+    if message is not None:
+        return f"HTTP {status}: {message}"
     if not_json:
         kind = "an HTML page" if b"<html" in response.content[:512].lower() else "a body that is not JSON"
         snippet = clean_text(response.content[:80].decode("utf-8", "replace").replace("\n", " "), 80)

@@ -52,6 +52,10 @@ def when(epoch_s: float) -> str:
         return f"{epoch_s!r} s after the epoch"
 
 
+def _plausible(value: object, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
 class ExchangeGate:
     def __init__(
         self,
@@ -145,9 +149,12 @@ class ExchangeGate:
             return
         for limit in rate_limits:
             if isinstance(limit, dict) and limit.get("rateLimitType") == "REQUEST_WEIGHT":
-                seconds = _SECONDS.get(str(limit.get("interval")))
+                interval = limit.get("interval")
+                seconds = _SECONDS.get(interval) if isinstance(interval, str) else None
                 number, value = limit.get("intervalNum"), limit.get("limit")
-                if seconds and isinstance(number, int) and isinstance(value, int):
+                # A limit no exchange would set (0, negative, a window of years) would silence every pair
+                # for as long as one hostile listing says: only plausible limits are taken.
+                if seconds and _plausible(number, 1, 1000) and _plausible(value, 1, 10**7):
                     self.limits[seconds * number] = value
 
     def pause(self, seconds: float | None, what: str) -> None:
@@ -209,7 +216,7 @@ class ExchangeGate:
             reported = self.weights.get(window)
             window_id = int(now // window)
             used = reported.used if reported is not None and reported.window_id == window_id else 0
-            budget = math.floor(limit * self.budget_fraction)
+            budget = max(1, math.floor(limit * self.budget_fraction))
             if used + self.in_flight + 1 > budget:
                 resume = (window_id + 1) * window + _WINDOW_CUSHION_S
                 reason = f"request weight {used} of {limit} used in the {window} s window (budget {budget})"

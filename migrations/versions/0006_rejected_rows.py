@@ -18,8 +18,8 @@ depends_on = None
 
 def upgrade() -> None:
     # A plain table on TimescaleDB too: a handful of rows a day, read by people asking "why is this missing?".
-    # A batch replayed after a crash journals its rejections again: the unique key (nulls equal, PostgreSQL
-    # 15+) makes that a no-op.
+    # A batch replayed after a crash journals its rejections again: the unique key makes that a no-op. An
+    # expression index, not UNIQUE NULLS NOT DISTINCT, so that it builds on PostgreSQL before 15 as well.
     op.create_table(
         "rejected_rows",
         sa.Column("cycle_start", sa.DateTime(timezone=True), nullable=False),
@@ -33,10 +33,9 @@ def upgrade() -> None:
         sa.CheckConstraint("stage IN ('normalise', 'database', 'spool')", name="rejected_rows_stage"),
     )
     op.execute(
-        "ALTER TABLE rejected_rows ADD CONSTRAINT rejected_rows_key"
-        " UNIQUE NULLS NOT DISTINCT (cycle_start, underlying, expiry, stage, ordinal)"
+        "CREATE UNIQUE INDEX rejected_rows_key ON rejected_rows"
+        " (cycle_start, coalesce(underlying, ''), coalesce(expiry, '-infinity'::date), stage, ordinal)"
     )
-    op.create_index("rejected_rows_cycle_start", "rejected_rows", ["cycle_start"])
 
 
 def downgrade() -> None:
