@@ -22,12 +22,12 @@ from tempfile import TemporaryDirectory
 from _support import database, migrated
 
 from collector.config import CollectSettings, DatabaseSettings, ExchangeSettings, Settings, SpoolSettings
-from collector.cycle import CycleReport, KnownPairs, collect_once
+from collector.cycle import CycleReport, KnownScopes, collect_once
 from collector.records import Batch
 from collector.sink.postgres import PostgresSink, make_engine
 from collector.sink.spool import Spool
 from collector.sink.store import Store
-from collector.source.gate import ExchangeGate
+from collector.venues.gate import ExchangeGate
 from tests.fake_exchange import DEFAULT_UNIVERSE, RECENT_MINUTE_MS, FakeExchange
 
 DELAY_S = 0.1
@@ -40,7 +40,7 @@ UNIVERSE = {
 
 
 def cycle(
-    settings: Settings, store: Store, minute_ms: int, fake: FakeExchange, known: KnownPairs
+    settings: Settings, store: Store, minute_ms: int, fake: FakeExchange, known: KnownScopes
 ) -> CycleReport:
     fake.minute_ms = minute_ms  # a new minute each run, so every run writes every row
     report = asyncio.run(collect_once(settings, store, ExchangeGate(), time.time() + 60, known))
@@ -71,11 +71,11 @@ def main() -> None:
         pairs, rows = len(fake.pairs()), len(fake.all_rows())
         minute = RECENT_MINUTE_MS
         # As in the daemon, each cycle knows the pairs of the one before (the first run only primes that).
-        known = KnownPairs()
+        known = KnownScopes()
         baseline = [cycle(sequential, store, minute + n * 60_000, fake, known).duration_s for n in range(3)][
             1:
         ]
-        known = KnownPairs()
+        known = KnownScopes()
         ours = [
             cycle(settings, store, minute + (10 + n) * 60_000, fake, known).duration_s
             for n in range(RUNS + 1)

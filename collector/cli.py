@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from collector.sink.postgres import Gap
     from collector.sink.store import Store
-    from collector.source.gate import ExchangeGate
+    from collector.venues import Gates
 
 Drawing = Callable[[Path, tuple[int, int]], None]  # writes one picture of this size to this path
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_SCHEMA = 0, 1, 2, 3
@@ -185,18 +185,18 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def open_store(settings: Settings) -> Iterator[tuple[Store, ExchangeGate]]:
-    """The spool-backed store and the exchange gate, as every collecting command uses them."""
+def open_store(settings: Settings) -> Iterator[tuple[Store, Gates]]:
+    """The spool-backed store and every venue's gate, as every collecting command uses them."""
     from collector.sink.postgres import PostgresSink, make_engine
     from collector.sink.spool import Spool
     from collector.sink.store import Store
-    from collector.source.gate import ExchangeGate
+    from collector.venues import Gates
 
     spool = settings.spool
     engine = make_engine(settings.database.url)
     try:
         store = Store(PostgresSink(engine), Spool(spool.dir, spool.max_bytes))
-        yield store, ExchangeGate(spool.dir / "exchange-ban.json")
+        yield store, Gates(spool.dir)
     finally:
         engine.dispose()
 

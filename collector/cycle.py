@@ -1,34 +1,37 @@
-"""One collection cycle: which pairs, fetch them concurrently, normalise, spool and write, report."""
+"""One collection cycle: which scopes each venue polls, fetch them concurrently, spool and write, report.
+
+Orchestration only: no venue's URLs, field names or error codes (see collector/venues/), no SQL.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import httpx
 
-from collector.config import CollectSettings, Settings
+from collector.config import Settings
 from collector.deadline import Deadline
 from collector.errors import ExchangeError, FatalExchangeError, NotSentError
-from collector.normalise import Listing, normalise_rows, parse_expiry, parse_listing
-from collector.records import Batch, OpenInterest, Pair, PairRun, RejectedRow, Rejection, RunStatus
+from collector.records import Batch, OpenInterest, PairRun, RejectedRow, Rejection, RunStatus, Scope
 from collector.sink.store import Committed, Store
-from collector.source.binance import BinanceOptions
-from collector.source.gate import ExchangeGate
+from collector.venues import Gates, Venue, make_venues
+from collector.venues.base import Scopes
+from collector.venues.gate import ExchangeGate
 
 log = logging.getLogger("collector.cycle")
 USER_AGENT = "oi-collector/0.1 (+open-interest history)"
-_NO_LISTING = "the exchange's listing (exchangeInfo) is unavailable, so there is nothing to poll"
 
 
 @dataclass(frozen=True, slots=True)
-class PairOutcome:
-    """What happened to one pair in one cycle."""
+class ScopeOutcome:
+    """What happened to one scope (one request's worth of a venue) in one cycle."""
 
-    pair: Pair
+    scope: Scope
     records: list[OpenInterest] = field(repr=False)
     rejected: int = 0
     error: ExchangeError | None = None
@@ -48,10 +51,10 @@ class PairOutcome:
 
     def rejected_rows(self, cycle_start: datetime) -> list[RejectedRow]:
         """The journal's entries for the rows of this answer that normalise rejected."""
-        expiry = parse_expiry(self.pair.expiry)
+        scope = self.scope
         return [
             RejectedRow(
-                cycle_start, self.pair.underlying, expiry, "normalise", ordinal, r.symbol, r.field, r.reason
+                cycle_start, scope.underlying, scope.expiry, "normalise", ordinal, r.symbol, r.field, r.reason
             )
             for ordinal, r in enumerate(self.rejections)
         ]
@@ -60,8 +63,8 @@ class PairOutcome:
         error = self.error
         return PairRun(
             cycle_start=cycle_start,
-            underlying=self.pair.underlying,
-            expiry=parse_expiry(self.pair.expiry),
+            underlying=self.scope.underlying or self.scope.label,
+            expiry=self.scope.expiry,  # type: ignore[arg-type]  # every scope has one until the journal has venues
             status=self.status,
             snapshot_ts=max((record.ts for record in self.records), default=None),
             rows_stored=len(self.records),
@@ -78,7 +81,7 @@ class CycleReport:
     """What one cycle did; ``ok`` is what ``oi-collector once`` turns into its exit code."""
 
     started_at: datetime
-    outcomes: list[PairOutcome]
+    outcomes: list[ScopeOutcome]
     unlisted: tuple[str, ...]
     problem: str | None  # why the cycle as a whole failed (nothing to poll, database down)
     committed: Committed | None
@@ -148,7 +151,7 @@ class CycleReport:
 
 
 def make_http_client(settings: Settings) -> httpx.AsyncClient:
-    limit = settings.exchange.max_in_flight + 1  # the pairs' requests, and exchangeInfo beside them
+    limit = settings.exchange.max_in_flight + 1  # the scopes' requests, and the listing beside them
     return httpx.AsyncClient(
         timeout=settings.exchange.timeout_s,
         limits=httpx.Limits(max_connections=limit, max_keepalive_connections=limit),
@@ -157,44 +160,50 @@ def make_http_client(settings: Settings) -> httpx.AsyncClient:
 
 
 @dataclass
-class KnownPairs:
-    """The pairs the previous cycle polled. The next cycle starts fetching them while it asks the exchange
-    what is listed, so the listing's round trip is off the critical path; and when the listing cannot be had,
-    the last one known is polled rather than nothing."""
+class KnownScopes:
+    """The scopes the previous cycle polled, per venue. The next cycle starts fetching them while it asks each
+    venue what is listed, so the listing's round trip is off the critical path; and when a listing cannot be
+    had, the last one known is polled rather than nothing."""
 
-    pairs: list[Pair] = field(default_factory=list)
+    by_venue: dict[str, list[Scope]] = field(default_factory=dict)
 
 
 async def collect_once(
     settings: Settings,
     store: Store,
-    gate: ExchangeGate,
+    gates: Gates | ExchangeGate,
     deadline: Deadline | float | None = None,
-    known: KnownPairs | None = None,
+    known: KnownScopes | None = None,
 ) -> CycleReport:
     """One cycle with an HTTP client of its own; nothing is sent or waited for past ``deadline`` (epoch s,
-    by default one interval from now), and the cycle ends by then with every pair fetched so far stored."""
+    by default one interval from now), and the cycle ends by then with every scope fetched so far stored.
+    ``gates``: every venue's gate, or one ExchangeGate for a single venue (tests)."""
     if deadline is None:
         deadline = time.time() + settings.collect.interval_s
     if not isinstance(deadline, Deadline):
         deadline = Deadline(deadline)
+    if isinstance(gates, ExchangeGate):
+        gates = Gates.of(gates)
     async with make_http_client(settings) as http:
-        exchange = BinanceOptions(http, settings.exchange.base_url, gate, deadline)
-        return await run_cycle(settings, exchange, store, known or KnownPairs())
+        venues = make_venues(settings, http, gates, deadline)
+        return await run_cycle(
+            venues, store, known or KnownScopes(), deadline, settings.exchange.max_in_flight
+        )
 
 
 async def run_cycle(
-    settings: Settings, exchange: BinanceOptions, store: Store, known: KnownPairs
+    venues: Sequence[Venue], store: Store, known: KnownScopes, deadline: Deadline, max_in_flight: int
 ) -> CycleReport:
-    """Fetch, store, report. No exception escapes: what one pair breaks fails that pair, and what breaks
-    the cycle itself fails the cycle with every pair fetched so far still stored."""
+    """Fetch, store, report. No exception escapes: what one scope breaks fails that scope, and what breaks
+    the cycle itself fails the cycle with every scope fetched so far still stored."""
     started_at, started = datetime.now(UTC), time.monotonic()
-    fetched: dict[Pair, PairOutcome] = {}
+    fetched: dict[Scope, ScopeOutcome] = {}
     unlisted: tuple[str, ...] = ()
+    problem: str | None = None
     try:
-        unlisted, problem = await _fetch_all(settings, exchange, known, fetched)
+        unlisted, problem = await _fetch_all(venues, known, deadline, max_in_flight, fetched)
     except Exception as error:  # the rule: nothing escapes a cycle
-        log.exception("the cycle broke while fetching; storing the %d pairs fetched so far", len(fetched))
+        log.exception("the cycle broke while fetching; storing the %d scopes fetched so far", len(fetched))
         problem = f"the cycle broke: {type(error).__name__}: {error}"
     outcomes = list(fetched.values())
     _say_not_sent(outcomes)
@@ -208,14 +217,14 @@ async def run_cycle(
         committed = store.commit(batch)  # every fetch is done: nothing else needs the event loop now
         if committed.problem is not None:
             problem = problem or _storage_problem(committed, len(batch.records), store)
-    weight = exchange.gate.used_weight
+    weights = [venue.gate.used_weight for venue in venues if venue.gate.used_weight is not None]
     report = CycleReport(
         started_at=started_at,
         outcomes=outcomes,
         unlisted=unlisted,
         problem=problem,
         committed=committed,
-        used_weight=weight.used if weight else None,
+        used_weight=weights[0].used if weights else None,
         duration_s=time.monotonic() - started,
     )
     (log.info if report.ok else log.error)(report.summary(), extra=report.fields())
@@ -223,47 +232,74 @@ async def run_cycle(
 
 
 async def _fetch_all(
-    settings: Settings, exchange: BinanceOptions, known: KnownPairs, fetched: dict[Pair, PairOutcome]
+    venues: Sequence[Venue],
+    known: KnownScopes,
+    deadline: Deadline,
+    max_in_flight: int,
+    fetched: dict[Scope, ScopeOutcome],
 ) -> tuple[tuple[str, ...], str | None]:
-    """Every pair's outcome into ``fetched`` by the deadline; returns the unlisted underlyings and the
-    cycle's problem."""
-    limit = asyncio.Semaphore(settings.exchange.max_in_flight)
-    early = {pair: asyncio.create_task(_fetch(exchange, pair, limit)) for pair in known.pairs}
+    """Every scope's outcome into ``fetched`` by the deadline; returns the unlisted names and the cycle's
+    problem. Each venue's listing and scopes run side by side: a venue that is slow or down costs only
+    itself."""
+    limit = asyncio.Semaphore(max_in_flight)
+    plans = await asyncio.gather(*(_plan(venue, known, limit) for venue in venues))
+    tasks = {scope: task for plan in plans for scope, task in plan[0].items()}
+    await _wait_until(deadline, tasks, fetched)
+    unlisted = tuple(name for plan in plans for name in plan[1])
+    problems = [plan[2] for plan in plans if plan[2] is not None]
+    return unlisted, "; ".join(problems) if problems else None
+
+
+async def _plan(
+    venue: Venue, known: KnownScopes, limit: asyncio.Semaphore
+) -> tuple[dict[Scope, asyncio.Task[ScopeOutcome]], tuple[str, ...], str | None]:
+    """One venue's tasks: the last known scopes start at once, the listing decides the rest."""
+    last = known.by_venue.get(venue.name, [])
+    early = {scope: asyncio.create_task(_fetch(venue, scope, limit)) for scope in last}
     try:
-        pairs, unlisted, problem = await _pairs_to_poll(settings.collect, exchange)
-        if problem == _NO_LISTING and known.pairs:
-            log.warning("polling the %d pairs of the last listing known instead", len(known.pairs))
-            pairs, problem = known.pairs, None
+        try:
+            listed = await venue.scopes()
+        except Exception as error:  # the rule: a venue's listing costs only that venue
+            log.exception("%s: the listing broke", venue.name, extra={"venue": venue.name})
+            listed = Scopes([], (), f"{venue.name}: listing broke: {type(error).__name__}: {error}", True)
+        scopes, problem = listed.scopes, listed.problem
+        if listed.listing_failed and last:
+            log.warning(
+                "%s: polling the %d scopes of the last listing known instead",
+                venue.name,
+                len(last),
+                extra={"venue": venue.name},
+            )
+            scopes, problem = last, None
         tasks = {
-            pair: early.pop(pair) if pair in early else asyncio.create_task(_fetch(exchange, pair, limit))
-            for pair in pairs
+            scope: early.pop(scope) if scope in early else asyncio.create_task(_fetch(venue, scope, limit))
+            for scope in scopes
         }
-        known.pairs = pairs
+        known.by_venue[venue.name] = scopes
     finally:
         for unlisted_now in early.values():  # listed last cycle, not any more: expired
             unlisted_now.cancel()
-    await _wait_until(exchange.deadline, tasks, fetched)
-    return unlisted, problem
+    return tasks, listed.unlisted, problem
 
 
 async def _wait_until(
-    deadline: Deadline, tasks: dict[Pair, asyncio.Task[PairOutcome]], fetched: dict[Pair, PairOutcome]
+    deadline: Deadline, tasks: dict[Scope, asyncio.Task[ScopeOutcome]], fetched: dict[Scope, ScopeOutcome]
 ) -> None:
-    """Wait for the pairs' tasks until the deadline (which a stop request may bring forward); what is not done
-    by then fails for this cycle, and everything done is kept."""
-    pending: set[asyncio.Task[PairOutcome]] = set(tasks.values())
+    """Wait for the scopes' tasks until the deadline (which a stop request may bring forward); what is not
+    done by then fails for this cycle, and everything done is kept."""
+    pending: set[asyncio.Task[ScopeOutcome]] = set(tasks.values())
     while pending and not deadline.passed():
         _, pending = await asyncio.wait(pending, timeout=min(1.0, max(0.0, deadline.remaining())))
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
-    for pair, task in tasks.items():
+    for scope, task in tasks.items():
         if task.cancelled() or task.exception() is not None:
-            late = FatalExchangeError(f"openInterest {pair}: no answer by the cycle's deadline")
-            log.error("%s; this pair failed this cycle, the others are stored", late, extra=_about(pair))
-            fetched[pair] = PairOutcome(pair, [], error=late)
+            late = FatalExchangeError(f"{scope.venue} {scope}: no answer by the cycle's deadline")
+            log.error("%s; this scope failed this cycle, the others are stored", late, extra=_about(scope))
+            fetched[scope] = ScopeOutcome(scope, [], error=late)
         else:
-            fetched[pair] = task.result()
+            fetched[scope] = task.result()
 
 
 def _storage_problem(committed: Committed, rows: int, store: Store) -> str:
@@ -276,102 +312,59 @@ def _storage_problem(committed: Committed, rows: int, store: Store) -> str:
     )
 
 
-async def _pairs_to_poll(
-    collect: CollectSettings, exchange: BinanceOptions
-) -> tuple[list[Pair], tuple[str, ...], str | None]:
-    """The pairs to poll, the configured underlyings the exchange does not list, and why there are none."""
-    try:
-        listing: Listing | None = parse_listing(await exchange.exchange_info())
-    except Exception as error:  # a listing that cannot be had costs the listing, not the cycle
-        log.error("cannot read the exchange's listing: %s", error)
-        listing = None
-    if listing is None and collect.expiries is None:
-        return [], (), _NO_LISTING
-    underlyings = collect.underlyings
-    unlisted: tuple[str, ...] = ()
-    if listing is not None:
-        unlisted = tuple(name for name in underlyings if name not in listing.underlyings)
-        if unlisted:
-            log.error(
-                "configured underlyings not listed by the exchange: %s (listed: %s)",
-                ", ".join(unlisted),
-                ", ".join(sorted(listing.underlyings)) or "none",
-            )
-        underlyings = tuple(name for name in underlyings if name not in unlisted)
-    if collect.expiries is not None:
-        pairs = [Pair(underlying, expiry) for underlying in underlyings for expiry in collect.expiries]
-    else:
-        assert listing is not None
-        pairs = sorted(
-            (pair for pair in listing.pairs if pair.underlying in underlyings),
-            key=lambda pair: (pair.underlying, pair.expiry),
-        )
-    return pairs, unlisted, None if pairs else "no (underlying, expiry) pair to poll"
-
-
-async def _fetch(exchange: BinanceOptions, pair: Pair, limit: asyncio.Semaphore) -> PairOutcome:
-    """One pair's outcome, whatever its answer holds: what it breaks fails this pair only."""
+async def _fetch(venue: Venue, scope: Scope, limit: asyncio.Semaphore) -> ScopeOutcome:
+    """One scope's outcome, whatever its answer holds: what it breaks fails this scope only."""
     started = time.monotonic()
     try:
-        return await _fetch_pair(exchange, pair, limit)
+        return await _fetch_scope(venue, scope, limit)
     except Exception as error:  # the rule: one answer costs only itself
         log.exception(
-            "%s: the answer could not be read; this pair failed this cycle, the others go on",
-            pair,
-            extra=_about(pair),
+            "%s: the answer could not be read; this scope failed this cycle, the others go on",
+            scope,
+            extra=_about(scope),
         )
         failure = FatalExchangeError(
-            f"openInterest {pair}: unreadable answer ({type(error).__name__}: {error})"
+            f"{scope.venue} {scope}: unreadable answer ({type(error).__name__}: {error})"
         )
-        return PairOutcome(pair, [], error=failure, duration_s=time.monotonic() - started)
+        return ScopeOutcome(scope, [], error=failure, duration_s=time.monotonic() - started)
 
 
-async def _fetch_pair(exchange: BinanceOptions, pair: Pair, limit: asyncio.Semaphore) -> PairOutcome:
+async def _fetch_scope(venue: Venue, scope: Scope, limit: asyncio.Semaphore) -> ScopeOutcome:
     async with limit:
         started = time.monotonic()
         try:
-            answer = await exchange.open_interest(pair)
+            fetched = await venue.fetch(scope)
         except ExchangeError as error:
             if not isinstance(error, NotSentError):  # those are said once for the whole cycle
                 log.error(
-                    "%s: %s; this pair failed this cycle, the others go on",
-                    pair,
+                    "%s: %s; this scope failed this cycle, the others go on",
+                    scope,
                     error,
-                    extra=_about(pair, status="failed", http_status=error.status, error_code=error.code),
+                    extra=_about(scope, status="failed", http_status=error.status, error_code=error.code),
                 )
             elapsed = time.monotonic() - started
-            return PairOutcome(pair, [], error=error, attempts=error.attempts, duration_s=elapsed)
-        received_at = datetime.now(UTC)
-    rows = answer.body
-    assert isinstance(rows, list)
-    normalised = normalise_rows(rows, received_at, pair)
-    for rejection in normalised.rejections:
+            return ScopeOutcome(scope, [], error=error, attempts=error.attempts, duration_s=elapsed)
+    for rejection in fetched.rejections:
         log.warning(
             "%s: rejected a row, %s; the other rows are kept",
-            pair,
+            scope,
             rejection,
-            extra=_about(pair, symbol=rejection.symbol, field=rejection.field),
+            extra=_about(scope, symbol=rejection.symbol, field=rejection.field),
         )
-    if not rows:
-        log.warning("%s: the exchange returned no rows", pair, extra=_about(pair))
+    if fetched.empty:
+        log.warning("%s: the venue returned no rows", scope, extra=_about(scope))
     elapsed = time.monotonic() - started
-    return PairOutcome(
-        pair,
-        normalised.records,
-        len(normalised.rejections),
-        None,
-        answer.attempts,
-        elapsed,
-        normalised.rejections,
+    return ScopeOutcome(
+        scope, fetched.records, len(fetched.rejections), None, fetched.attempts, elapsed, fetched.rejections
     )
 
 
-def _about(pair: Pair, **facts: object) -> dict[str, object]:
-    """Log-record fields for a line about one pair (the JSON log format shows them as fields)."""
-    return {"pair": str(pair), **facts}
+def _about(scope: Scope, **facts: object) -> dict[str, object]:
+    """Log-record fields for a line about one scope (the JSON log format shows them as fields)."""
+    return {"venue": scope.venue, "scope": scope.label, "pair": scope.label, **facts}
 
 
-def _say_not_sent(outcomes: list[PairOutcome]) -> None:
+def _say_not_sent(outcomes: list[ScopeOutcome]) -> None:
     held = [outcome.error for outcome in outcomes if isinstance(outcome.error, NotSentError)]
     if held:
-        log.error("%d pairs not polled this cycle: %s", len(held), held[0].reason)
+        log.error("%d scopes not polled this cycle: %s", len(held), held[0].reason)

@@ -2,7 +2,7 @@
 
 CollectorError
  ├── ConfigError        a bad config file or env var: which key, from where (exit 2, before connecting)
- ├── ExchangeError      no rows from the exchange: which pair, HTTP status, exchange code and message
+ ├── ExchangeError      no rows from a venue: which scope, HTTP status, the venue's code and message
  │    ├── RetriableExchangeError   429, 418, 5xx, timeouts, refused/reset connections: worth another try
  │    └── FatalExchangeError       other 4xx, HTML pages, bodies that are not the JSON we expect
  └── SinkError          the database refused or is unreachable
@@ -14,7 +14,11 @@ CollectorError
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
+from typing import Literal
+
+Hold = Literal["backoff", "pause", "ban"]
 
 
 class CollectorError(Exception):
@@ -37,6 +41,7 @@ class ExchangeError(CollectorError):
         exchange_message: str | None = None,
         retry_after_s: float | None = None,
         banned_until: datetime | None = None,
+        hold: Hold = "backoff",
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -44,7 +49,20 @@ class ExchangeError(CollectorError):
         self.exchange_message = exchange_message
         self.retry_after_s = retry_after_s
         self.banned_until = banned_until
+        self.hold = (
+            hold  # what the answer asks of us: back off and retry, pause every request, or stop (a ban)
+        )
         self.attempts = 1
+
+    def ban_end(self) -> float | None:
+        """Epoch seconds of a ban's end: the later of Retry-After and the end the venue named; None if
+        neither. (The venue's gate clamps it to the longest ban the venue documents.)"""
+        ends = []
+        if self.retry_after_s is not None:
+            ends.append(time.time() + self.retry_after_s)
+        if self.banned_until is not None:
+            ends.append(self.banned_until.timestamp())
+        return max(ends) if ends else None
 
 
 class RetriableExchangeError(ExchangeError):

@@ -90,7 +90,7 @@ class Metrics:
             self.pairs.labels("ok", "").inc()
             if stored and outcome.records:
                 self.last_success = self.clock()
-                underlying = outcome.pair.underlying
+                underlying = outcome.scope.underlying or outcome.scope.label
                 newest = max(record.ts for record in outcome.records).timestamp()
                 self.newest[underlying] = max(newest, self.newest.get(underlying, 0.0))
                 self.snapshot.labels(underlying).set(self.newest[underlying])

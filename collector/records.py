@@ -60,6 +60,20 @@ class Pair:
         return f"{self.underlying} {self.expiry}"
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class Scope:
+    """What one request to a venue covers: Binance one (underlying, expiry), Deribit a currency, OKX an
+    instrument family, Bybit a base coin. ``label`` is the venue's own name for it, for people."""
+
+    venue: str
+    label: str
+    underlying: str | None = None
+    expiry: date | None = None
+
+    def __str__(self) -> str:
+        return self.label
+
+
 @dataclass(frozen=True, slots=True)
 class OptionSymbol:
     """What a symbol such as ``BTC-251226-100000-C`` says."""

@@ -17,11 +17,11 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from collector.config import Settings
-from collector.cycle import KnownPairs, collect_once
+from collector.cycle import KnownScopes, collect_once
 from collector.deadline import Deadline
 from collector.metrics import Metrics, serve
 from collector.sink.store import Store
-from collector.source.gate import ExchangeGate
+from collector.venues import Gates
 
 log = logging.getLogger("collector.schedule")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -60,13 +60,13 @@ class Daemon:
     """Cycles on the schedule until asked to stop; then the cycle in flight finishes, within a time limit."""
 
     def __init__(
-        self, settings: Settings, store: Store, gate: ExchangeGate, prepare: Callable[[], bool] | None = None
+        self, settings: Settings, store: Store, gates: Gates, prepare: Callable[[], bool] | None = None
     ) -> None:
         self.settings = settings
         self.store = store
-        self.gate = gate
+        self.gates = gates
         self.prepare = prepare  # tried before each cycle until it returns True (the schema migration)
-        self.known = KnownPairs()
+        self.known = KnownScopes()
         self.deadline: Deadline | None = None  # the cycle in flight's, which a stop request brings forward
         self.metrics: Metrics | None = None
         self.stop = threading.Event()
@@ -83,8 +83,11 @@ class Daemon:
                 serve(self.metrics, port)
                 log.info("metrics on :%d/metrics, health on :%d/healthz", port, port)
             except OSError as error:  # collecting matters more than being watched
-                log.error("cannot serve metrics on port %d (%s): collecting without /metrics and /healthz",
-                          port, error.strerror or error)  # fmt: skip
+                log.error(
+                    "cannot serve metrics on port %d (%s): collecting without /metrics and /healthz",
+                    port,
+                    error.strerror or error,
+                )
         self._prepare()
         self.store.flush()  # a spool left by an earlier process goes first
         collect = self.settings.collect
@@ -117,8 +120,12 @@ class Daemon:
         # The cycle in flight stops fetching soon and stores every pair fetched so far, well within the
         # shutdown timeout.
         fetch_s = min(_STOP_FETCH_S, self.settings.collect.shutdown_timeout_s / 3)
-        log.info("received %s: the cycle in flight stops fetching within %g s and stores what it has, then"
-                 " the collector exits", signal.Signals(signum).name, fetch_s)  # fmt: skip
+        log.info(
+            "received %s: the cycle in flight stops fetching within %g s and stores what it has, then"
+            " the collector exits",
+            signal.Signals(signum).name,
+            fetch_s,
+        )
         if self.deadline is not None:
             self.deadline.cut(time.time() + fetch_s)
         self.stop.set()
@@ -131,7 +138,7 @@ class Daemon:
             self._prepare()
             self.deadline = Deadline(self._deadline())
             report = asyncio.run(
-                collect_once(self.settings, self.store, self.gate, self.deadline, self.known)
+                collect_once(self.settings, self.store, self.gates, self.deadline, self.known)
             )
             if self.metrics is not None:
                 self.metrics.observe(report, self.store.spool)

@@ -25,7 +25,7 @@ from collector.migrate import migrate  # noqa: E402
 from collector.sink.postgres import PostgresSink, make_engine  # noqa: E402
 from collector.sink.spool import Spool  # noqa: E402
 from collector.sink.store import Store  # noqa: E402
-from collector.source.gate import ExchangeGate  # noqa: E402
+from collector.venues.gate import ExchangeGate  # noqa: E402
 from tests.fake_exchange import FakeExchange  # noqa: E402
 
 MINUTES = 240

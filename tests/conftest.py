@@ -22,7 +22,7 @@ from collector.migrate import migrate
 from collector.sink.postgres import PostgresSink, make_engine
 from collector.sink.spool import Spool
 from collector.sink.store import Store
-from collector.source.gate import ExchangeGate
+from collector.venues.gate import ExchangeGate
 from tests.fake_exchange import OPEN_INTEREST, FakeExchange
 from tests.pg_server import NoPostgres, throwaway_server
 

@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import Engine, text
 
 from collector.config import Settings
-from collector.cycle import CycleReport, KnownPairs, collect_once
+from collector.cycle import CycleReport, KnownScopes, collect_once
 from collector.sink.store import Store
-from collector.source.gate import ExchangeGate
+from collector.venues.gate import ExchangeGate
 from tests.conftest import with_collect
 from tests.fake_exchange import (
     RECENT_MINUTE_MS,
@@ -152,7 +152,7 @@ def test_a_failing_pair_fails_alone(
     with caplog.at_level(logging.ERROR, logger="collector.cycle"):
         report = collect(settings, store, budget_s=2.0)
     assert not report.ok
-    assert [str(outcome.pair) for outcome in report.outcomes if not outcome.ok] == ["BTC 251226"]
+    assert [str(outcome.scope) for outcome in report.outcomes if not outcome.ok] == ["BTC 251226"]
     others = [pair for pair in fake.pairs() if pair != ("BTC", "251226")]
     assert stored_rows(engine) == served(fake, others)
     [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("BTC 251226")]
@@ -164,7 +164,7 @@ def test_a_timeout_fails_only_that_pair(settings: Settings, store: Store, fake: 
     fake.inject(Fault(delay_s=1.0), underlying="SOL", expiry="251226", times=None)
     report = collect(quick, store, budget_s=2.0)
     failed = [outcome for outcome in report.outcomes if not outcome.ok]
-    assert [str(outcome.pair) for outcome in failed] == ["SOL 251226"]
+    assert [str(outcome.scope) for outcome in failed] == ["SOL 251226"]
     assert "timed out" in str(failed[0].error)
 
 
@@ -180,7 +180,7 @@ def test_an_empty_answer_stores_nothing_for_that_pair_and_says_so(
 def test_explicit_expiries_poll_exactly_those(settings: Settings, store: Store, fake: FakeExchange) -> None:
     expiries = sorted({expiry for _, expiry in fake.pairs()})[:2]
     report = collect(with_collect(settings, underlyings=("BTC", "ETH"), expiries=tuple(expiries)), store)
-    assert sorted((o.pair.underlying, o.pair.expiry) for o in report.outcomes) == sorted(
+    assert sorted((o.scope.underlying, f"{o.scope.expiry:%y%m%d}") for o in report.outcomes) == sorted(
         (underlying, expiry) for underlying in ("BTC", "ETH") for expiry in expiries
     )
 
@@ -191,8 +191,8 @@ def test_all_expiries_follow_the_listing_at_each_cycle(settings: Settings, store
         first = collect(with_collect(pointed, underlyings=("BTC",)), store)
         small.set_universe({"BTC": ["251226", "260102"]})
         second = collect(with_collect(pointed, underlyings=("BTC",)), store)
-    assert [str(o.pair) for o in first.outcomes] == ["BTC 251226"]
-    assert [str(o.pair) for o in second.outcomes] == ["BTC 251226", "BTC 260102"]
+    assert [str(o.scope) for o in first.outcomes] == ["BTC 251226"]
+    assert [str(o.scope) for o in second.outcomes] == ["BTC 251226", "BTC 260102"]
 
 
 def test_an_unlisted_underlying_is_named_beside_the_listed_ones(
@@ -220,10 +220,10 @@ def test_nothing_to_poll_is_a_failed_cycle(settings: Settings, store: Store, fak
 def test_a_cycle_starts_on_the_last_known_pairs_and_polls_them_when_the_listing_fails(
     settings: Settings, store: Store, fake: FakeExchange
 ) -> None:
-    known = KnownPairs()
+    known = KnownScopes()
     gate = ExchangeGate()
     assert asyncio.run(collect_once(settings, store, gate, None, known)).ok
-    assert len(known.pairs) == len(fake.pairs())
+    assert len(known.by_venue["binance"]) == len(fake.pairs())
     fake.inject(html_page(503), path="/eapi/v1/exchangeInfo", times=None)
     report = asyncio.run(collect_once(settings, store, gate, time.time() + 2.0, known))
     assert report.pairs_ok == len(fake.pairs())
@@ -236,9 +236,9 @@ def test_a_pair_that_is_no_longer_listed_is_dropped(settings: Settings, store: S
             replace(settings, exchange=replace(settings.exchange, base_url=small.base_url)),
             underlyings=("BTC",),
         )
-        known, gate = KnownPairs(), ExchangeGate()
+        known, gate = KnownScopes(), ExchangeGate()
         asyncio.run(collect_once(pointed, store, gate, None, known))
         small.set_universe({"BTC": ["260102"]})
         report = asyncio.run(collect_once(pointed, store, gate, None, known))
-    assert [str(outcome.pair) for outcome in report.outcomes] == ["BTC 260102"]
+    assert [str(outcome.scope) for outcome in report.outcomes] == ["BTC 260102"]
     assert report.ok

@@ -14,7 +14,8 @@ from collector.config import Settings
 from collector.cycle import CycleReport, collect_once
 from collector.records import Pair
 from collector.sink.store import Store
-from collector.source.gate import ExchangeGate
+from collector.venues import binance
+from collector.venues.gate import ExchangeGate
 from tests.conftest import cli_env, run_cli, with_collect
 from tests.fake_exchange import (
     OPEN_INTEREST,
@@ -37,7 +38,8 @@ def collect(settings: Settings, store: Store, gate: ExchangeGate, budget_s: floa
 
 
 def outcome(report: CycleReport, pair: Pair = BTC):  # type: ignore[no-untyped-def]
-    [found] = [o for o in report.outcomes if o.pair == pair]
+    scope = binance.scope(pair.underlying, pair.expiry)
+    [found] = [o for o in report.outcomes if o.scope == scope]
     return found
 
 
@@ -85,7 +87,7 @@ def test_418_stops_every_request_until_the_ban_ends_said_once(
     bans = [r.getMessage() for r in caplog.records if "banned this IP (HTTP 418)" in r.getMessage()]
     assert len(bans) == 1
     assert time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ban_end_ms // 1000)) in bans[0]
-    assert any("pairs not polled this cycle: the exchange banned this IP until" in r.getMessage()
+    assert any("scopes not polled this cycle: binance banned this IP until" in r.getMessage()
                for r in caplog.records)  # fmt: skip
     assert gate.banned_until == ban_end_ms / 1000
 
@@ -112,7 +114,7 @@ def test_a_ban_survives_a_restart_so_a_restart_loop_sends_nothing(
     second = run_cli("once", env=cli_env(settings))
     assert second.returncode == 1
     assert len(fake.requests) == sent  # the restarted collector kept quiet
-    assert "exchange IP ban from an earlier run lasts until" in second.stderr
+    assert "binance IP ban from an earlier run lasts until" in second.stderr
 
 
 @pytest.mark.parametrize(

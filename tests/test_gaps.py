@@ -14,7 +14,7 @@ from sqlalchemy import Engine, text
 from collector.config import Settings
 from collector.cycle import collect_once
 from collector.sink.store import Store
-from collector.source.gate import ExchangeGate
+from collector.venues.gate import ExchangeGate
 from tests.conftest import cli_env, run_cli
 from tests.fake_exchange import FakeExchange, html_page
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from collector.errors import NotSentError
-from collector.source.gate import MAX_BAN_S, MAX_PAUSE_S, ExchangeGate, when
+from collector.venues.gate import MAX_BAN_S, MAX_PAUSE_S, ExchangeGate, when
 
 
 def test_a_ban_claimed_past_three_days_is_taken_as_three_days_and_said(

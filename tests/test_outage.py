@@ -21,7 +21,7 @@ from collector.cycle import collect_once
 from collector.sink.postgres import PostgresSink, make_engine
 from collector.sink.spool import Spool
 from collector.sink.store import Store
-from collector.source.gate import ExchangeGate
+from collector.venues.gate import ExchangeGate
 from tests.conftest import REPO, advance_minutes, cli_env, run_cli, start_daemon
 from tests.fake_exchange import RECENT_MINUTE_MS, FakeExchange
 from tests.tcp_proxy import TcpProxy

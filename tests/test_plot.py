@@ -22,7 +22,7 @@ from collector.cycle import collect_once
 from collector.plot import CALLS, PUTS
 from collector.sink.postgres import strike_book, symbol_history
 from collector.sink.store import Store
-from collector.source.gate import ExchangeGate
+from collector.venues.gate import ExchangeGate
 from tests.conftest import cli_env, run_cli
 from tests.fake_exchange import FakeExchange
 

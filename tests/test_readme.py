@@ -15,7 +15,7 @@ from collector.cli import build_parser
 from collector.config import KEYS, Settings
 from collector.cycle import collect_once
 from collector.sink.store import Store
-from collector.source.gate import ExchangeGate
+from collector.venues.gate import ExchangeGate
 from tests.conftest import REPO
 from tests.fake_exchange import FakeExchange, malformed_rows
 

@@ -1,4 +1,4 @@
-"""collector.source.binance.parse_response: the one place HTTP status and body map to rows or an error."""
+"""collector.venues.binance.parse_response: the one place HTTP status and body map to rows or an error."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from collector.errors import ExchangeError, FatalExchangeError, RetriableExchangeError
-from collector.source.binance import parse_response
+from collector.venues.binance import parse_response
 
 WHAT = "openInterest ETH 221119"
 ROWS = [

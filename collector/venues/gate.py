@@ -1,4 +1,4 @@
-"""What every request to the exchange must pass: an IP ban, a 429 pause, and the request-weight budget.
+"""What every request to a venue must pass: an IP ban, a rate-limit pause, and the request-weight budget.
 
 One gate per process, shared by every cycle. The ban's end is written to a file so that a restarted collector
 (a container restart loop) keeps quiet until the ban is over instead of lengthening it.
@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeGuard
 
 from collector.deadline import Deadline
 from collector.errors import NotSentError
@@ -52,18 +53,37 @@ def when(epoch_s: float) -> str:
         return f"{epoch_s!r} s after the epoch"
 
 
-def _plausible(value: object, low: int, high: int) -> bool:
+def _plausible(value: object, low: int, high: int) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
+@dataclass(frozen=True, slots=True)
+class GateRules:
+    """What one venue documents of its bans and pauses (Binance's by default)."""
+
+    venue: str = "binance"
+    default_ban_s: float = DEFAULT_BAN_S
+    max_ban_s: float = MAX_BAN_S
+    max_pause_s: float = MAX_PAUSE_S
+
+    @property
+    def longest_ban(self) -> str:
+        days = self.max_ban_s / 86400
+        return f"{days:g} days" if days >= 1 else f"{self.max_ban_s / 60:g} minutes"
+
+
 class ExchangeGate:
+    """One per venue and process, shared by every cycle: a ban at one venue never holds another."""
+
     def __init__(
         self,
         state_file: Path | None = None,
         *,
+        rules: GateRules = GateRules(),
         budget_fraction: float = 0.9,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.rules = rules
         self.state_file = state_file
         self.budget_fraction = budget_fraction
         self.clock = clock
@@ -115,7 +135,8 @@ class ExchangeGate:
             return
         self.probe_needed = False
         log.info(
-            "the exchange answered the first request after the ban (HTTP %d): resuming every pair",
+            "%s answered the first request after the ban (HTTP %d): resuming every scope",
+            self.rules.venue,
             status,
             extra={"http_status": status},
         )
@@ -157,44 +178,57 @@ class ExchangeGate:
                 if seconds and _plausible(number, 1, 1000) and _plausible(value, 1, 10**7):
                     self.limits[seconds * number] = value
 
-    def pause(self, seconds: float | None, what: str) -> None:
-        """A 429: nothing goes out for ``seconds`` (Retry-After, at most MAX_PAUSE_S), for any pair."""
+    def pause(self, seconds: float | None, what: str, status: int | None = 429) -> None:
+        """A rate limit: nothing goes out for ``seconds`` (Retry-After, at most the rules' longest pause)."""
         seconds = DEFAULT_PAUSE_S if seconds is None or not math.isfinite(seconds) else max(0.0, seconds)
-        if seconds > MAX_PAUSE_S:
+        longest = self.rules.max_pause_s
+        if seconds > longest:
             log.warning(
-                "%s: a 429 asked for a pause of %.0f s; pausing %.0f s, the most believed for a 429",
+                "%s: a rate limit asked for a pause of %.0f s; pausing %.0f s, the most believed",
                 what,
                 seconds,
-                MAX_PAUSE_S,
+                longest,
             )
-            seconds = MAX_PAUSE_S
+            seconds = longest
         until = self.clock() + seconds
         if until > self.paused_until:
             self.paused_until = until
-            log.warning("%s: rate limited (HTTP 429): sending nothing until %s", what, when(until))
-
-    def ban(self, until: float | None, what: str) -> None:
-        """A 418: nothing goes out until ``until`` (at most MAX_BAN_S away); said once, kept across restarts;
-        then one probe request goes alone before every pair is asked again."""
-        now = self.clock()
-        until = now + DEFAULT_BAN_S if until is None or not math.isfinite(until) else until
-        if until > now + MAX_BAN_S:
             log.warning(
-                "%s: the exchange claims a ban until %s, longer than the 3 days it documents as the"
-                " longest; taking 3 days",
+                "%s: rate limited (HTTP %s): sending nothing until %s",
                 what,
+                status,
                 when(until),
+                extra={"venue": self.rules.venue, "http_status": status},
             )
-            until = now + MAX_BAN_S
+
+    def ban(self, until: float | None, what: str, status: int | None = 418) -> None:
+        """A ban: nothing goes out until ``until`` (at most the rules' longest ban away); said once, kept
+        across restarts; then one probe request goes alone before every scope is asked again."""
+        now = self.clock()
+        until = now + self.rules.default_ban_s if until is None or not math.isfinite(until) else until
+        if until > now + self.rules.max_ban_s:
+            longest = self.rules.longest_ban
+            log.warning(
+                "%s: %s claims a ban until %s, longer than the %s it documents as the longest; taking %s",
+                what,
+                self.rules.venue,
+                when(until),
+                longest,
+                longest,
+            )
+            until = now + self.rules.max_ban_s
         self.probe_needed = True
         if self.banned_until is not None and until <= self.banned_until:
             return
         self.banned_until = until
         self._save_ban()
         log.error(
-            "%s: the exchange banned this IP (HTTP 418) until %s; sending nothing until then, then resuming",
+            "%s: %s banned this IP (HTTP %s) until %s; sending nothing until then, then resuming",
             what,
+            self.rules.venue,
+            status,
             when(until),
+            extra={"venue": self.rules.venue, "http_status": status},
         )
 
     @property
@@ -207,11 +241,11 @@ class ExchangeGate:
     def _hold(self, now: float) -> tuple[float | None, str]:
         """When a request may go (None: now) and why it must wait."""
         if self.banned_until is not None and now < self.banned_until:
-            return self.banned_until, f"the exchange banned this IP until {when(self.banned_until)}"
+            return self.banned_until, f"{self.rules.venue} banned this IP until {when(self.banned_until)}"
         if self.probe_needed and self.probing:
             return now + _PROBE_WAIT_S, "waiting for the first request after the ban to be answered"
         if now < self.paused_until:
-            return self.paused_until, f"rate limited (HTTP 429) until {when(self.paused_until)}"
+            return self.paused_until, f"rate limited by {self.rules.venue} until {when(self.paused_until)}"
         for window, limit in self.limits.items():
             reported = self.weights.get(window)
             window_id = int(now // window)
@@ -237,15 +271,21 @@ class ExchangeGate:
             log.warning("ignoring unreadable ban state %s: %s", self.state_file, clean_text(str(error), 200))
             return None
         now = self.clock()
-        if until > now + MAX_BAN_S:
+        if until > now + self.rules.max_ban_s:
+            longest = self.rules.longest_ban
             log.warning(
-                "ban state %s says %s, past the 3 days the exchange documents; taking 3 days",
+                "ban state %s says %s, past the %s %s documents; taking %s",
                 self.state_file,
                 when(until),
+                longest,
+                self.rules.venue,
+                longest,
             )
-            until = now + MAX_BAN_S
+            until = now + self.rules.max_ban_s
         if until > now:
-            log.error("exchange IP ban from an earlier run lasts until %s: sending nothing", when(until))
+            log.error(
+                "%s IP ban from an earlier run lasts until %s: sending nothing", self.rules.venue, when(until)
+            )
             return until
         return None
 

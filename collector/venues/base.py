@@ -1,0 +1,46 @@
+"""The interface every venue implements, and what it hands the cycle.
+
+A venue knows its URLs, field names, symbol grammar, error codes and rate-limit rules; the cycle knows none
+of them. It says which scopes to poll this cycle (one request each: Binance an underlying and expiry, Deribit
+a currency, OKX an instrument family, Bybit a base coin) and turns one scope's answer into typed records and
+rejections, or raises an ExchangeError saying what came back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from collector.records import OpenInterest, Rejection, Scope
+from collector.venues.gate import ExchangeGate
+
+
+@dataclass(frozen=True, slots=True)
+class Scopes:
+    """What a venue will poll this cycle; the configured names it does not list; why there is nothing."""
+
+    scopes: list[Scope]
+    unlisted: tuple[str, ...] = ()
+    problem: str | None = None
+    listing_failed: bool = False  # the listing could not be had: the cycle polls the last scopes known
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """One scope's answer: the rows kept, the rows rejected, and how many requests it took."""
+
+    records: list[OpenInterest]
+    rejections: list[Rejection]
+    attempts: int = 1
+    empty: bool = False  # the venue answered with no rows at all
+
+
+class Venue(Protocol):
+    name: str
+
+    @property
+    def gate(self) -> ExchangeGate: ...
+
+    async def scopes(self) -> Scopes: ...
+
+    async def fetch(self, scope: Scope) -> Fetched: ...
