@@ -58,8 +58,9 @@ def fill(
     with psycopg.connect(url) as connection:
         connection.execute(
             """
-            INSERT INTO open_interest
-            SELECT 'BTC-' || to_char(e, 'YYMMDD') || '-' || s || '-' || side_letter,
+            INSERT INTO open_interest (venue, symbol, ts, underlying, expiry, strike, side, open_interest,
+                                       open_interest_usd, collected_at)
+            SELECT 'binance', 'BTC-' || to_char(e, 'YYMMDD') || '-' || s || '-' || side_letter,
                    %(start)s + make_interval(mins => m), 'BTC', e, s,
                    CASE side_letter WHEN 'C' THEN 'call' ELSE 'put' END,
                    mod(k * 7 + m, 9973) / 100.0, mod(k * 7 + m, 9973) * 1234.5678901234, now()

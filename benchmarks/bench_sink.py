@@ -46,6 +46,7 @@ def records(first_minute: int, count: int) -> list[OpenInterest]:
         expiry = date(2026, 3, 1) + timedelta(days=7 * (k // 800))
         made.append(
             OpenInterest(
+                venue="binance",
                 symbol=f"BTC-{expiry:%y%m%d}-{strike}-{side[0].upper()}",
                 ts=START + timedelta(minutes=first_minute + minute),
                 underlying="BTC",
@@ -54,6 +55,7 @@ def records(first_minute: int, count: int) -> list[OpenInterest]:
                 side=side,
                 open_interest=Decimal(n % 9973) / 100,
                 open_interest_usd=Decimal(n % 9973) * Decimal("1234.5678901234"),
+                underlying_price=None,
                 collected_at=collected,
             )
         )

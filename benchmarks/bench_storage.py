@@ -4,10 +4,11 @@
     BENCH_DATABASE_URL=postgresql://...:5433/postgres python benchmarks/bench_storage.py   # with TimescaleDB
 
 Both tables are filled minute by minute, as the collector fills them (indexes grow as rows arrive).
-Baseline (same run, same rows): the usual design, a bigserial id as primary key, UNIQUE (symbol, ts), and
-B-tree indexes on ts and on (underlying, expiry, ts). Ours: the natural key (symbol, ts) as primary key, the
-(underlying, expiry, ts) B-tree the expiry queries need, and a BRIN index on ts. With TimescaleDB, the figures
-are also given after every chunk has moved to the columnstore (segmented by symbol).
+Baseline (same run, same rows): the usual design, a bigserial id as primary key, UNIQUE (venue, symbol, ts),
+and B-tree indexes on ts and on (underlying, expiry, ts). Ours: the natural key (venue, symbol, ts) as
+primary key, the (underlying, expiry, ts) B-tree the expiry queries need, and a BRIN index on ts. With
+TimescaleDB, the figures are also given after every chunk has moved to the columnstore (segmented by venue
+and symbol).
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ ROWS, SYMBOLS = 1_000_000, 4_000
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
 BASELINE = """
-CREATE TABLE baseline (id bigserial PRIMARY KEY, LIKE open_interest, UNIQUE (symbol, ts));
+CREATE TABLE baseline (id bigserial PRIMARY KEY, LIKE open_interest, UNIQUE (venue, symbol, ts));
 CREATE INDEX ON baseline (ts);
 CREATE INDEX ON baseline (underlying, expiry, ts);
-INSERT INTO baseline (symbol, ts, underlying, expiry, strike, side, open_interest, open_interest_usd,
-                      collected_at)
-SELECT * FROM open_interest ORDER BY ts, symbol;
+INSERT INTO baseline (venue, symbol, ts, underlying, expiry, strike, side, open_interest,
+                      open_interest_usd, underlying_price, collected_at)
+SELECT venue, symbol, ts, underlying, expiry, strike, side, open_interest, open_interest_usd,
+       underlying_price, collected_at
+FROM open_interest ORDER BY ts, symbol;
 VACUUM ANALYZE baseline;
 """
 

@@ -210,19 +210,19 @@ def cmd_gaps(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     if not gaps:
-        print(f"no gaps in the last {args.since}: every pair has a snapshot for every minute")
+        print(f"no gaps in the last {args.since}: every scope of every venue has a snapshot for every minute")
         return EXIT_OK
     print(render_gaps(gaps))
     missing = sum(gap.minutes_missing for gap in gaps)
-    print(f"\n{len(gaps)} gaps, {missing} pair-minutes missing in the last {args.since}")
+    print(f"\n{len(gaps)} gaps, {missing} scope-minutes missing in the last {args.since}")
     return EXIT_FAILED
 
 
 def render_gaps(gaps: Sequence[Gap]) -> str:
-    header = ("pair", "gap start (UTC)", "gap end (UTC)", "minutes missing")
+    header = ("venue", "scope", "gap start (UTC)", "gap end (UTC)", "minutes missing")
     minute = "%Y-%m-%d %H:%M"
     rows = [
-        (f"{gap.underlying} {gap.expiry:%y%m%d}", f"{gap.gap_start:{minute}}", f"{gap.gap_end:{minute}}",
+        (gap.venue, gap.scope, f"{gap.gap_start:{minute}}", f"{gap.gap_end:{minute}}",
          str(gap.minutes_missing))
         for gap in gaps
     ]  # fmt: skip

@@ -54,7 +54,15 @@ class ScopeOutcome:
         scope = self.scope
         return [
             RejectedRow(
-                cycle_start, scope.underlying, scope.expiry, "normalise", ordinal, r.symbol, r.field, r.reason
+                cycle_start,
+                scope.venue,
+                scope.underlying,
+                scope.expiry,
+                "normalise",
+                ordinal,
+                r.symbol,
+                r.field,
+                r.reason,
             )
             for ordinal, r in enumerate(self.rejections)
         ]
@@ -63,8 +71,10 @@ class ScopeOutcome:
         error = self.error
         return PairRun(
             cycle_start=cycle_start,
-            underlying=self.scope.underlying or self.scope.label,
-            expiry=self.scope.expiry,  # type: ignore[arg-type]  # every scope has one until the journal has venues
+            venue=self.scope.venue,
+            scope=self.scope.label,
+            underlying=self.scope.underlying,
+            expiry=self.scope.expiry,
             status=self.status,
             snapshot_ts=max((record.ts for record in self.records), default=None),
             rows_stored=len(self.records),

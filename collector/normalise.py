@@ -160,6 +160,7 @@ def normalise_row(row: object, collected_at: datetime) -> OpenInterest | Rejecti
     except _FieldError as error:
         return Rejection(symbol, error.field, error.reason)
     return OpenInterest(
+        venue="binance",
         symbol=symbol,
         ts=ts,
         underlying=parsed.underlying,
@@ -168,6 +169,7 @@ def normalise_row(row: object, collected_at: datetime) -> OpenInterest | Rejecti
         side=parsed.side,
         open_interest=open_interest,
         open_interest_usd=open_interest_usd,
+        underlying_price=None,  # Binance serves the USD value itself, and no price beside it
         collected_at=collected_at,
     )
 

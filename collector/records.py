@@ -86,8 +86,13 @@ class OptionSymbol:
 
 @dataclass(frozen=True, slots=True)
 class OpenInterest:
-    """One row of table ``open_interest``."""
+    """One row of table ``open_interest``: one option's open interest at one venue, at the venue's own time.
 
+    ``open_interest`` is in units of the base coin, as served; ``open_interest_usd`` the venue's own USD value
+    (None where it serves none: never computed here); ``underlying_price`` the price the venue served beside
+    it (its underlying or index price), for a USD estimate."""
+
+    venue: str
     symbol: str
     ts: datetime
     underlying: str
@@ -95,7 +100,8 @@ class OpenInterest:
     strike: Decimal
     side: Side
     open_interest: Decimal
-    open_interest_usd: Decimal
+    open_interest_usd: Decimal | None
+    underlying_price: Decimal | None
     collected_at: datetime
 
 
@@ -120,11 +126,13 @@ RunStatus = Literal["ok", "partial", "failed", "spooled"]
 
 @dataclass(frozen=True, slots=True)
 class PairRun:
-    """One row of table ``collection_runs``: what one cycle did for one pair."""
+    """One row of table ``collection_runs``: what one cycle did for one scope of one venue."""
 
     cycle_start: datetime
-    underlying: str
-    expiry: date
+    venue: str
+    scope: str
+    underlying: str | None
+    expiry: date | None
     status: RunStatus
     snapshot_ts: datetime | None  # the exchange minute stored; None when nothing was
     rows_stored: int
@@ -150,6 +158,7 @@ class RejectedRow:
     unreadable file); ``ordinal`` tells apart the rejections of one pair in one cycle."""
 
     cycle_start: datetime
+    venue: str | None  # None for a spool file: whose rows it held could not be read
     underlying: str | None
     expiry: date | None
     stage: RejectionStage

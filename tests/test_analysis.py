@@ -16,7 +16,9 @@ EXPIRY = date(2026, 12, 25)
 
 def row(strike: int, side: str, oi: str, ts: datetime = T0, usd: str = "1") -> OpenInterest:
     symbol = f"BTC-261225-{strike}-{side[0].upper()}"
-    return OpenInterest(symbol, ts, "BTC", EXPIRY, Decimal(strike), side, Decimal(oi), Decimal(usd), ts)  # type: ignore[arg-type]
+    return OpenInterest(
+        "binance", symbol, ts, "BTC", EXPIRY, Decimal(strike), side, Decimal(oi), Decimal(usd), None, ts
+    )  # type: ignore[arg-type]
 
 
 # The hand-computed case. Strikes 90, 100, 110; calls OI 1, 2, 0; puts OI 0, 1, 4. Payout if BTC settles at K:
@@ -62,6 +64,6 @@ def test_oi_latest_is_the_newest_row_of_every_symbol(sink: PostgresSink, engine:
 def test_oi_expiry_summary_sums_calls_and_puts_per_snapshot(sink: PostgresSink, engine: Engine) -> None:
     sink.write(Batch([], BOOK))
     [summary] = query(engine, "SELECT * FROM oi_expiry_summary")
-    underlying, expiry, ts, call_oi, put_oi, ratio, usd_oi = summary
-    assert (underlying, expiry, ts, call_oi, put_oi, usd_oi) == ("BTC", EXPIRY, T0, 3, 5, 6)
+    venue, underlying, expiry, ts, call_oi, put_oi, ratio, usd_oi = summary
+    assert (venue, underlying, expiry, ts, call_oi, put_oi, usd_oi) == ("binance", "BTC", EXPIRY, T0, 3, 5, 6)
     assert abs(ratio - Decimal(5) / Decimal(3)) < Decimal("1e-15")

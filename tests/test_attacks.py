@@ -206,9 +206,9 @@ def test_clean_text_makes_any_text_safe_for_a_log_line_and_a_column(raw: str) ->
 
 TS = NOW.replace(second=0, microsecond=0)
 BATCH = Batch(
-    [PairRun(NOW, "BTC", date(2026, 12, 25), "ok", TS, 1, 0, None, None, None, 5)],
-    [OpenInterest("BTC-261225-100000-C", TS, "BTC", date(2026, 12, 25), Decimal("100000"), "call",
-                  Decimal("4.01"), Decimal("401.123"), NOW)],
+    [PairRun(NOW, "binance", "BTC 261225", "BTC", date(2026, 12, 25), "ok", TS, 1, 0, None, None, None, 5)],
+    [OpenInterest("binance", "BTC-261225-100000-C", TS, "BTC", date(2026, 12, 25), Decimal("100000"), "call",
+                  Decimal("4.01"), Decimal("401.123"), Decimal("97000.5"), NOW)],
 )  # fmt: skip
 ENCODED = encode(BATCH)
 
@@ -280,12 +280,26 @@ def test_any_batch_is_stored_or_set_aside_and_the_spool_always_drains(
 ) -> None:  # fmt: skip
     _empty(engine)
     records = [
-        OpenInterest(f"BTC-{n}-{symbol}", TS, "BTC", date(2026, 12, 25), strike, "put", oi, oi, NOW)
+        OpenInterest(
+            "binance", f"BTC-{n}-{symbol}", TS, "BTC", date(2026, 12, 25), strike, "put", oi, oi, oi, NOW
+        )
         for n, (symbol, strike, oi) in enumerate(rows)
     ]
     journal = [
         PairRun(
-            NOW + timedelta(seconds=n), "BTC", date(2026, 12, 25), "failed", None, 0, 0, 400, code, message, 1
+            NOW + timedelta(seconds=n),
+            "binance",
+            "BTC 261225",
+            "BTC",
+            date(2026, 12, 25),
+            "failed",
+            None,
+            0,
+            0,
+            400,
+            code,
+            message,
+            1,
         )
         for n, (message, code) in enumerate(runs)
     ]

@@ -89,13 +89,15 @@ def test_gaps_command_prints_a_table_and_exits_1(
     result = run_cli("gaps", "--since", "5m", env=cli_env(settings))
     assert result.returncode == 1
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["pair", "gap", "start", "(UTC)", "gap", "end", "(UTC)", "minutes", "missing"]
+    assert lines[0].split() == [
+        "venue", "scope", "gap", "start", "(UTC)", "gap", "end", "(UTC)", "minutes", "missing"
+    ]  # fmt: skip
     m = this_minute()
     assert lines[1].split() == [
-        "BTC", LIVE, *f"{m - timedelta(minutes=5):%Y-%m-%d %H:%M}".split(),
+        "binance", "BTC", LIVE, *f"{m - timedelta(minutes=5):%Y-%m-%d %H:%M}".split(),
         *f"{m - timedelta(minutes=1):%Y-%m-%d %H:%M}".split(), "5",
     ]  # fmt: skip
-    assert lines[-1] == "1 gaps, 5 pair-minutes missing in the last 5m"
+    assert lines[-1] == "1 gaps, 5 scope-minutes missing in the last 5m"
 
 
 def test_gaps_command_exits_0_when_every_minute_is_there(

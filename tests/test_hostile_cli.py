@@ -442,7 +442,7 @@ def test_a_spooled_row_the_database_refuses_is_set_aside_and_the_rest_is_stored(
     assert stored(settings.database.url) == served(fake) | earlier
     [refused_file] = (settings.spool.dir / "refused").glob("*.refused.jsonl")
     [line] = refused_file.read_text().splitlines()
-    assert json.loads(line)["values"][0] == bad.symbol
+    assert json.loads(line)["values"][:2] == ["binance", bad.symbol]
     [rejection] = rejections(settings.database.url, "database")
     assert (rejection["symbol"], rejection["underlying"]) == (bad.symbol, "ETH")
     assert spooled(settings.spool.dir) == []

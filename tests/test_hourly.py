@@ -21,8 +21,8 @@ from collector.sink import timescale
 from collector.sink.postgres import PostgresSink, make_engine
 from tests.conftest import needs_timescaledb
 
-COLUMNS = ["hour", "symbol", "underlying", "expiry", "strike", "side", "open_interest", "open_interest_usd"]
-COLUMNS += ["snapshot"]
+COLUMNS = ["hour", "venue", "symbol", "underlying", "expiry", "strike", "side", "open_interest"]
+COLUMNS += ["open_interest_usd", "underlying_price", "snapshot"]
 H10 = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 EXPIRY = date(2026, 12, 25)
 
@@ -30,7 +30,7 @@ EXPIRY = date(2026, 12, 25)
 def row(symbol: str, ts: datetime, oi: str) -> OpenInterest:
     strike, side = Decimal(symbol.split("-")[2]), "call" if symbol.endswith("C") else "put"
     usd = Decimal(oi) * 100
-    return OpenInterest(symbol, ts, "BTC", EXPIRY, strike, side, Decimal(oi), usd, ts)  # type: ignore[arg-type]
+    return OpenInterest("binance", symbol, ts, "BTC", EXPIRY, strike, side, Decimal(oi), usd, None, ts)  # type: ignore[arg-type]
 
 
 CALL, PUT = "BTC-261225-100000-C", "BTC-261225-100000-P"

@@ -35,6 +35,7 @@ def test_migrate_creates_the_documented_table(empty_database_url: str) -> None:
     inspector = inspect(engine)
     columns = {column["name"]: str(column["type"]) for column in inspector.get_columns("open_interest")}
     assert columns == {
+        "venue": "TEXT",
         "symbol": "TEXT",
         "ts": "TIMESTAMP",
         "underlying": "TEXT",
@@ -43,6 +44,7 @@ def test_migrate_creates_the_documented_table(empty_database_url: str) -> None:
         "side": "TEXT",
         "open_interest": "NUMERIC",
         "open_interest_usd": "NUMERIC",
+        "underlying_price": "NUMERIC",
         "collected_at": "TIMESTAMP",
     }
     with engine.connect() as connection:
@@ -53,7 +55,7 @@ def test_migrate_creates_the_documented_table(empty_database_url: str) -> None:
             )
         ).scalars()
         assert list(tz_columns) == ["collected_at", "ts"]
-    assert inspector.get_pk_constraint("open_interest")["constrained_columns"] == ["symbol", "ts"]
+    assert inspector.get_pk_constraint("open_interest")["constrained_columns"] == ["venue", "symbol", "ts"]
     assert sorted(index["name"] for index in inspector.get_indexes("open_interest")) == [
         "open_interest_ts_brin",
         "open_interest_underlying_expiry_ts",
@@ -177,7 +179,7 @@ def test_timescaledb_columnstore_policy_follows_the_configuration(timescaledb_ur
                     " WHERE hypertable_name = 'open_interest' AND segmentby_column_index IS NOT NULL"
                 )
             ).scalars()
-            assert list(segmentby) == ["symbol"]
+            assert list(segmentby) == ["venue", "symbol"]
         engine.dispose()
 
 
@@ -187,8 +189,8 @@ def test_upserts_reach_rows_in_compressed_chunks(timescaledb_url: str) -> None:
     engine = make_engine(timescaledb_url)
     sink = PostgresSink(engine)
     old = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
-    row = OpenInterest("BTC-260327-100000-C", old, "BTC", date(2026, 3, 27), Decimal(100000), "call",
-                       Decimal("4.01"), Decimal("1.5"), old)  # fmt: skip
+    row = OpenInterest("binance", "BTC-260327-100000-C", old, "BTC", date(2026, 3, 27), Decimal(100000),
+                       "call", Decimal("4.01"), Decimal("1.5"), None, old)  # fmt: skip
     sink.write(Batch([], [row]))
     with engine.begin() as connection:
         connection.execute(text("SELECT compress_chunk(c) FROM show_chunks('open_interest') AS c"))
@@ -197,3 +199,64 @@ def test_upserts_reach_rows_in_compressed_chunks(timescaledb_url: str) -> None:
     with engine.connect() as connection:
         assert connection.execute(text("SELECT open_interest FROM open_interest")).scalar() == Decimal("5")
     engine.dispose()
+
+
+# 0007: every venue in one table. Rows written before it are Binance's and stay, in the columnstore too.
+
+OLD_ROWS = """
+INSERT INTO open_interest (symbol, ts, underlying, expiry, strike, side, open_interest, open_interest_usd,
+                           collected_at)
+SELECT 'BTC-260327-' || (90000 + 1000 * (n % 20)) || '-C',
+       TIMESTAMPTZ '2026-01-05 00:00+00' + n * INTERVAL '1 min', 'BTC', DATE '2026-03-27',
+       90000 + 1000 * (n % 20), 'call', n / 100.0, n * 1.5, now()
+FROM generate_series(1, 3000) AS n
+"""
+FINGERPRINT = (
+    "SELECT md5(string_agg(symbol || ts || open_interest, ',' ORDER BY symbol, ts)) FROM open_interest"
+)
+OLD_RUN = """
+INSERT INTO collection_runs VALUES (TIMESTAMPTZ '2026-01-05 00:00:10+00', 'BTC', DATE '2026-03-27', 'ok',
+                                    TIMESTAMPTZ '2026-01-05 00:00+00', 20, 0, NULL, NULL, NULL, 31)
+"""
+
+
+def _keeps_every_row(url: str, mode: str, compress: bool) -> None:
+    migrate(settings_for(url, mode), "0006")
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text(OLD_ROWS))
+        connection.execute(text(OLD_RUN))
+        if compress:
+            connection.execute(text("SELECT compress_chunk(c) FROM show_chunks('open_interest') AS c"))
+        before = connection.execute(text(FINGERPRINT)).scalar()
+    migrate(settings_for(url, mode))
+    with engine.begin() as connection:
+        after = connection.execute(text(FINGERPRINT)).scalar()
+        venues = connection.execute(text("SELECT venue, count(*) FROM open_interest GROUP BY 1")).all()
+        run = connection.execute(text("SELECT venue, scope, underlying, expiry FROM collection_runs")).one()
+    assert after == before and [tuple(row) for row in venues] == [("binance", 3000)]
+    assert tuple(run) == ("binance", "BTC 260327", "BTC", date(2026, 3, 27))
+    # the new key takes a second venue's row of the same symbol and minute beside the old one
+    sink = PostgresSink(engine)
+    ts = datetime(2026, 1, 5, 0, 1, tzinfo=UTC)
+    twin = OpenInterest("deribit", "BTC-260327-91000-C", ts, "BTC", date(2026, 3, 27), Decimal(91000), "call",
+                        Decimal("7.25"), None, Decimal("97000.123456789012345"), ts)  # fmt: skip
+    assert sink.write(Batch([], [twin])).written == 1
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT venue, open_interest, underlying_price FROM open_interest"
+                                       " WHERE symbol = 'BTC-260327-91000-C' AND ts = :ts ORDER BY venue"),
+                                  {"ts": ts}).all()  # fmt: skip
+    engine.dispose()
+    assert [tuple(row) for row in rows] == [
+        ("binance", Decimal("0.01"), None),
+        ("deribit", Decimal("7.25"), Decimal("97000.123456789012345")),
+    ]
+
+
+def test_0007_keeps_every_row_as_binance_on_plain_postgresql(empty_database_url: str) -> None:
+    _keeps_every_row(empty_database_url, "off", compress=False)
+
+
+@needs_timescaledb
+def test_0007_keeps_every_row_as_binance_with_chunks_in_the_columnstore(timescaledb_url: str) -> None:
+    _keeps_every_row(timescaledb_url, "require", compress=True)

@@ -222,6 +222,7 @@ def test_parse_quantity_rejects_numbers_not_given_as_strings(value: object) -> N
 
 def test_normalise_row_turns_the_documented_example_into_a_record() -> None:
     assert normalise_row(_row(), COLLECTED_AT) == OpenInterest(
+        venue="binance",
         symbol="ETH-221119-1175-P",
         ts=datetime(2022, 11, 18, 6, 47, tzinfo=UTC),
         underlying="ETH",
@@ -230,6 +231,7 @@ def test_normalise_row_turns_the_documented_example_into_a_record() -> None:
         side="put",
         open_interest=Decimal("4.01"),
         open_interest_usd=Decimal("4880.2985615624"),
+        underlying_price=None,
         collected_at=COLLECTED_AT,
     )
 

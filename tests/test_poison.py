@@ -28,7 +28,17 @@ EXPIRY = date(2026, 12, 25)
 
 def record(symbol: str, oi: str = "4.01", usd: str = "480.5") -> OpenInterest:
     return OpenInterest(
-        symbol, TS, "BTC", EXPIRY, Decimal("100000"), "call", Decimal(oi), Decimal(usd), START
+        "binance",
+        symbol,
+        TS,
+        "BTC",
+        EXPIRY,
+        Decimal("100000"),
+        "call",
+        Decimal(oi),
+        Decimal(usd),
+        None,
+        START,
     )
 
 
@@ -37,7 +47,7 @@ def good_records(count: int) -> list[OpenInterest]:
 
 
 def run(start: datetime = START, message: str | None = None, code: int | None = None) -> PairRun:
-    return PairRun(start, "BTC", EXPIRY, "ok", TS, 1, 0, 400, code, message, 12)
+    return PairRun(start, "binance", "BTC 261225", "BTC", EXPIRY, "ok", TS, 1, 0, 400, code, message, 12)
 
 
 def query(engine: Engine, sql: str) -> list[tuple[object, ...]]:
@@ -112,8 +122,10 @@ def test_a_venues_hostile_error_text_and_code_reach_the_journal_safely(
 
 def test_a_batch_written_twice_journals_its_rejections_once(sink: PostgresSink, engine: Engine) -> None:
     rejections = [
-        RejectedRow(START, "BTC", EXPIRY, "normalise", 0, "BTC-261225-X-C", "symbol", "is not a symbol"),
-        RejectedRow(START, None, None, "spool", 0, None, "file", "x.batch.json: checksum mismatch"),
+        RejectedRow(
+            START, "binance", "BTC", EXPIRY, "normalise", 0, "BTC-261225-X-C", "symbol", "not a symbol"
+        ),
+        RejectedRow(START, None, None, None, "spool", 0, None, "file", "x.batch.json: checksum mismatch"),
     ]
     for _ in range(2):  # killed between the commit and the spool file's removal, then replayed
         sink.write(Batch([run()], [], rejections))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
@@ -20,6 +20,7 @@ def record(
 ) -> OpenInterest:
     underlying, expiry, strike, side = symbol.split("-")
     return OpenInterest(
+        venue="binance",
         symbol=symbol,
         ts=TS,
         underlying=underlying,
@@ -28,13 +29,16 @@ def record(
         side="call" if side == "C" else "put",
         open_interest=Decimal(oi),
         open_interest_usd=Decimal(usd),
+        underlying_price=None,
         collected_at=COLLECTED,
     )
 
 
 def stored(engine: Engine) -> list[tuple]:
     with engine.connect() as connection:
-        return [tuple(row) for row in connection.execute(text("SELECT * FROM open_interest ORDER BY symbol"))]
+        columns = ", ".join(field.name for field in fields(OpenInterest))  # the record's order
+        query = text(f"SELECT {columns} FROM open_interest ORDER BY symbol")
+        return [tuple(row) for row in connection.execute(query)]
 
 
 def test_write_stores_every_column_exactly(sink: PostgresSink, engine: Engine) -> None:
@@ -44,10 +48,10 @@ def test_write_stores_every_column_exactly(sink: PostgresSink, engine: Engine) -
     ]
     assert sink.write(Batch([], rows)) == WriteResult(written=2, unchanged=0)
     assert stored(engine) == [
-        ("DOGE-250131-0.005-P", TS, "DOGE", date(2025, 1, 31), Decimal("0.005"), "put", Decimal("0"),
-         Decimal("0.000000000001"), COLLECTED),
-        ("XRP-231006-0.46-C", TS, "XRP", date(2023, 10, 6), Decimal("0.46"), "call", Decimal("123456789.12"),
-         Decimal("98765432109876.1234567890123"), COLLECTED),
+        ("binance", "DOGE-250131-0.005-P", TS, "DOGE", date(2025, 1, 31), Decimal("0.005"), "put",
+         Decimal("0"), Decimal("0.000000000001"), None, COLLECTED),
+        ("binance", "XRP-231006-0.46-C", TS, "XRP", date(2023, 10, 6), Decimal("0.46"), "call",
+         Decimal("123456789.12"), Decimal("98765432109876.1234567890123"), None, COLLECTED),
     ]  # fmt: skip
 
 
@@ -67,12 +71,12 @@ def test_rewriting_unchanged_rows_writes_nothing(sink: PostgresSink, engine: Eng
 def test_changed_values_of_the_same_minute_are_updated(sink: PostgresSink, engine: Engine) -> None:
     sink.write(Batch([], [record(oi="4.01")]))
     assert sink.write(Batch([], [record(oi="4.02")])) == WriteResult(written=1, unchanged=0)
-    assert [(row[0], row[6]) for row in stored(engine)] == [("BTC-251226-100000-C", Decimal("4.02"))]
+    assert [(row[1], row[7]) for row in stored(engine)] == [("BTC-251226-100000-C", Decimal("4.02"))]
 
 
 def test_duplicate_symbols_in_one_batch_keep_the_last(sink: PostgresSink, engine: Engine) -> None:
     assert sink.write(Batch([], [record(oi="1"), record(oi="2")])) == WriteResult(written=1, unchanged=0)
-    assert [row[6] for row in stored(engine)] == [Decimal("2")]
+    assert [row[7] for row in stored(engine)] == [Decimal("2")]
 
 
 def test_empty_write_is_a_no_op(sink: PostgresSink, engine: Engine) -> None:

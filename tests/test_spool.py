@@ -19,9 +19,11 @@ TS = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def batch(start: datetime = START, symbol: str = "BTC-251226-100000-C", oi: str = "4.01") -> Batch:
-    run = PairRun(start, "BTC", date(2025, 12, 26), "ok", TS, 1, 0, None, None, None, 12)
-    record = OpenInterest(symbol, TS, "BTC", date(2025, 12, 26), Decimal("100000"), "call", Decimal(oi),
-                          Decimal("0.00000001"), START)  # fmt: skip
+    run = PairRun(
+        start, "binance", "BTC 251226", "BTC", date(2025, 12, 26), "ok", TS, 1, 0, None, None, None, 12
+    )
+    record = OpenInterest("binance", symbol, TS, "BTC", date(2025, 12, 26), Decimal("100000"), "call",
+                          Decimal(oi), Decimal("0.00000001"), None, START)  # fmt: skip
     return Batch([run], [record])
 
 
@@ -40,7 +42,7 @@ def test_batches_come_back_oldest_first(tmp_path: Path) -> None:
 
 
 def test_a_full_spool_refuses_and_says_how_full(tmp_path: Path) -> None:
-    spool = Spool(tmp_path, 400)
+    spool = Spool(tmp_path, 600)
     spool.put(batch())
     with pytest.raises(SpoolFull, match=r"is full: 0\.0 MB used of 0\.0 MB"):
         spool.put(batch(START.replace(minute=1)))

@@ -38,6 +38,7 @@ metadata = MetaData()
 open_interest = Table(
     "open_interest",
     metadata,
+    Column("venue", Text, nullable=False),
     Column("symbol", Text, nullable=False),
     Column("ts", DateTime(timezone=True), nullable=False),
     Column("underlying", Text, nullable=False),
@@ -45,17 +46,20 @@ open_interest = Table(
     Column("strike", Numeric, nullable=False),
     Column("side", Text, nullable=False),
     Column("open_interest", Numeric, nullable=False),
-    Column("open_interest_usd", Numeric, nullable=False),
+    Column("open_interest_usd", Numeric),
+    Column("underlying_price", Numeric),
     Column("collected_at", DateTime(timezone=True), nullable=False),
-    PrimaryKeyConstraint("symbol", "ts", name="open_interest_pkey"),
+    PrimaryKeyConstraint("venue", "symbol", "ts", name="open_interest_pkey"),
 )
 
 collection_runs = Table(
     "collection_runs",
     metadata,
     Column("cycle_start", DateTime(timezone=True), nullable=False),
-    Column("underlying", Text, nullable=False),
-    Column("expiry", Date, nullable=False),
+    Column("venue", Text, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("underlying", Text),
+    Column("expiry", Date),
     Column("status", Text, nullable=False),
     Column("snapshot_ts", DateTime(timezone=True)),
     Column("rows_stored", Integer, nullable=False),
@@ -64,7 +68,7 @@ collection_runs = Table(
     Column("error_code", Integer),
     Column("error_message", Text),
     Column("duration_ms", Integer, nullable=False),
-    PrimaryKeyConstraint("cycle_start", "underlying", "expiry", name="collection_runs_pkey"),
+    PrimaryKeyConstraint("cycle_start", "venue", "scope", name="collection_runs_pkey"),
 )
 
 
@@ -72,6 +76,7 @@ rejected_rows = Table(
     "rejected_rows",
     metadata,
     Column("cycle_start", DateTime(timezone=True), nullable=False),
+    Column("venue", Text),
     Column("underlying", Text),
     Column("expiry", Date),
     Column("stage", Text, nullable=False),
@@ -97,7 +102,10 @@ def _insert_from_arrays(table: Table, conflict: str) -> TextClause:
 # staging table is made from our own column list, and every statement names its columns: a table whose
 # columns were dropped and re-added (in another order) takes the next write without a restart.
 _COLUMN_NAMES = [column.name for column in open_interest.columns]
-_COPY_TYPES = ["text", "timestamptz", "text", "date", "numeric", "text", "numeric", "numeric", "timestamptz"]
+_COPY_TYPES = [
+    "text", "text", "timestamptz", "text", "date", "numeric", "text", "numeric", "numeric", "numeric",
+    "timestamptz",
+]  # fmt: skip
 _COLUMNS = ", ".join(_COLUMN_NAMES)
 _STAGE = text(
     "CREATE TEMP TABLE IF NOT EXISTS open_interest_incoming"
@@ -109,13 +117,15 @@ _COPY_STAGED = f"COPY open_interest_incoming ({_COLUMNS}) FROM STDIN"
 _row_values = operator.attrgetter(*_COLUMN_NAMES)
 _UPSERT_STAGED = text(
     f"""
-    INSERT INTO open_interest ({_COLUMNS}) SELECT {_COLUMNS} FROM open_interest_incoming ORDER BY symbol, ts
-    ON CONFLICT (symbol, ts) DO UPDATE SET
+    INSERT INTO open_interest ({_COLUMNS}) SELECT {_COLUMNS} FROM open_interest_incoming
+    ORDER BY venue, symbol, ts
+    ON CONFLICT (venue, symbol, ts) DO UPDATE SET
         open_interest = excluded.open_interest,
         open_interest_usd = excluded.open_interest_usd,
+        underlying_price = excluded.underlying_price,
         collected_at = excluded.collected_at
-    WHERE (open_interest.open_interest, open_interest.open_interest_usd)
-        IS DISTINCT FROM (excluded.open_interest, excluded.open_interest_usd)
+    WHERE (open_interest.open_interest, open_interest.open_interest_usd, open_interest.underlying_price)
+        IS DISTINCT FROM (excluded.open_interest, excluded.open_interest_usd, excluded.underlying_price)
     """
 )
 _INSERT_RUNS = _insert_from_arrays(collection_runs, "ON CONFLICT DO NOTHING")
@@ -148,9 +158,9 @@ class PostgresSink:
         """Upsert the rows and journal the runs and rejections, in one transaction; ``replayed`` marks a batch
         that waited in the spool. RowsRefused when the database refuses what the batch holds, DatabaseAway
         when it cannot take anything."""
-        # ON CONFLICT cannot touch one row twice in a statement: the last copy of a (symbol, ts) wins. The
-        # upsert goes in (symbol, ts) order, so two collectors writing one minute cannot deadlock.
-        unique = list({(r.symbol, r.ts): r for r in batch.records}.values())
+        # ON CONFLICT cannot touch one row twice in a statement: the last copy of a (venue, symbol, ts) wins.
+        # The upsert goes in key order, so two collectors writing one minute cannot deadlock.
+        unique = list({(r.venue, r.symbol, r.ts): r for r in batch.records}.values())
         runs = [_as_spooled(run) for run in batch.runs] if replayed else batch.runs
         try:
             with self.engine.begin() as connection:
@@ -168,10 +178,13 @@ class PostgresSink:
 
 @dataclass(frozen=True, slots=True)
 class Gap:
-    """Minutes from ``gap_start`` to ``gap_end`` (inclusive) with no stored snapshot of one pair."""
+    """Minutes from ``gap_start`` to ``gap_end`` (inclusive) with no stored snapshot of one scope of a
+    venue (a Binance pair, a Deribit currency, ...)."""
 
-    underlying: str
-    expiry: date
+    venue: str
+    scope: str
+    underlying: str | None
+    expiry: date | None
     gap_start: datetime
     gap_end: datetime
     minutes_missing: int

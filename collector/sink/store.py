@@ -176,7 +176,17 @@ class Store:
                 extra={"symbol": what, "stage": "database"},
             )
         entries = [
-            RejectedRow(start, item.underlying, item.expiry, "database", ordinal, item.symbol, "row", reason)
+            RejectedRow(
+                start,
+                item.venue,
+                item.underlying,
+                item.expiry,
+                "database",
+                ordinal,
+                item.symbol,
+                "row",
+                reason,
+            )
             for ordinal, (item, reason) in enumerate(refused)
             if isinstance(item, OpenInterest)
         ]
@@ -188,7 +198,15 @@ class Store:
         self._journal(
             [
                 RejectedRow(
-                    datetime.now(UTC), None, None, "spool", 0, None, field_name, f"{path.name}: {reason}"
+                    datetime.now(UTC),
+                    None,
+                    None,
+                    None,
+                    "spool",
+                    0,
+                    None,
+                    field_name,
+                    f"{path.name}: {reason}",
                 )
             ]
         )
