@@ -21,7 +21,14 @@ from tempfile import TemporaryDirectory
 
 from _support import database, migrated
 
-from collector.config import CollectSettings, DatabaseSettings, ExchangeSettings, Settings, SpoolSettings
+from collector.config import (
+    CollectSettings,
+    DatabaseSettings,
+    ExchangeSettings,
+    Settings,
+    SpoolSettings,
+    VenuesSettings,
+)
 from collector.cycle import CycleReport, KnownScopes, collect_once
 from collector.records import Batch
 from collector.sink.postgres import PostgresSink, make_engine
@@ -63,6 +70,7 @@ def main() -> None:
         settings = Settings(
             exchange=ExchangeSettings(base_url=fake.base_url, max_in_flight=args.in_flight),
             collect=CollectSettings(),
+            venues=VenuesSettings(enabled=("binance",)),
             database=DatabaseSettings(url=url),
             spool=SpoolSettings(dir=Path(tmp)),
         )

@@ -63,6 +63,7 @@ def main() -> None:
         env = {name: value for name, value in os.environ.items() if not name.startswith("OI_")}
         env.update(
             OI_EXCHANGE_BASE_URL=fake.base_url,
+            OI_VENUES_ENABLED="binance",
             OI_COLLECT_INTERVAL_S="1",
             OI_COLLECT_OFFSET_S="0",
             OI_COLLECT_UNDERLYINGS="BTC,ETH",

@@ -191,6 +191,7 @@ def main() -> None:
             env = {name: value for name, value in os.environ.items() if not name.startswith("OI_")}
             env.update(
                 OI_EXCHANGE_BASE_URL=fake.base_url,
+                OI_VENUES_ENABLED="binance",
                 OI_EXCHANGE_TIMEOUT_S=str(TIMEOUT_S),
                 OI_COLLECT_INTERVAL_S=str(INTERVAL_S),
                 OI_COLLECT_OFFSET_S="0",

@@ -32,6 +32,20 @@ class ExchangeSettings:
     max_in_flight: int = 20
 
 
+VENUES = ("binance", "deribit")  # what this version collects; OKX and Bybit follow (issue 11)
+
+
+@dataclass(frozen=True, slots=True)
+class VenuesSettings:
+    enabled: tuple[str, ...] = VENUES
+
+
+@dataclass(frozen=True, slots=True)
+class DeribitSettings:
+    base_url: str = "https://www.deribit.com"
+    currencies: tuple[str, ...] = ("BTC", "ETH", "USDC")
+
+
 @dataclass(frozen=True, slots=True)
 class CollectSettings:
     underlyings: tuple[str, ...] = ("BTC", "ETH", "BNB", "SOL", "XRP", "DOGE")
@@ -80,6 +94,8 @@ class LogSettings:
 class Settings:
     exchange: ExchangeSettings = field(default_factory=ExchangeSettings)
     collect: CollectSettings = field(default_factory=CollectSettings)
+    venues: VenuesSettings = field(default_factory=VenuesSettings)
+    deribit: DeribitSettings = field(default_factory=DeribitSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     spool: SpoolSettings = field(default_factory=SpoolSettings)
     log: LogSettings = field(default_factory=LogSettings)
@@ -180,6 +196,29 @@ def _expiries(value: object) -> tuple[str, ...] | None:
     return tuple(sorted(set(items)))
 
 
+def _venues(value: object) -> tuple[str, ...]:
+    items = [item.lower() for item in _string_list(value)]
+    if not items:
+        raise ValueError(f"must name at least one venue of: {', '.join(VENUES)}")
+    for item in items:
+        if item not in VENUES:
+            soon = " (not collected by this version yet)" if item in ("okx", "bybit") else ""
+            raise ValueError(
+                f"{item!r} is not a venue this version collects{soon}; known: {', '.join(VENUES)}"
+            )
+    return tuple(dict.fromkeys(items))
+
+
+def _currencies(value: object) -> tuple[str, ...]:
+    items = [item.upper() for item in _string_list(value)]
+    if not items:
+        raise ValueError("must name at least one currency, such as BTC")
+    for item in items:
+        if not _UNDERLYING.fullmatch(item):
+            raise ValueError(f"{item!r} is not a currency such as BTC, ETH or USDC")
+    return tuple(dict.fromkeys(items))
+
+
 def _path(value: object) -> Path:
     return Path(_text(value))
 
@@ -246,6 +285,9 @@ KEYS: tuple[_Key, ...] = (
     _Key("collect", "interval_s", _positive_int),
     _Key("collect", "offset_s", _non_negative_number),
     _Key("collect", "shutdown_timeout_s", _positive_number),
+    _Key("venues", "enabled", _venues),
+    _Key("deribit", "base_url", _base_url),
+    _Key("deribit", "currencies", _currencies),
     _Key("database", "url", _database_url),
     _Key("database", "timescaledb", _timescale_mode),
     _Key("database", "compress_after_days", _positive_number),
@@ -290,6 +332,8 @@ def load_settings(cli_path: str | None = None, env: Mapping[str, str] | None = N
     settings = Settings(
         exchange=ExchangeSettings(**sections["exchange"]),
         collect=CollectSettings(**sections["collect"]),
+        venues=VenuesSettings(**sections["venues"]),
+        deribit=DeribitSettings(**sections["deribit"]),
         database=DatabaseSettings(**sections["database"]),
         spool=SpoolSettings(**sections["spool"]),
         log=LogSettings(**sections["log"]),

@@ -19,7 +19,7 @@ _SIDES: dict[str, Side] = {"C": "call", "P": "put"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EXPIRY = re.compile(r"[0-9]{6}")
 _WHOLE = re.compile(r"[0-9]{1,15}")  # 15 digits of milliseconds reach the year 33658
-_DECIMAL = re.compile(r"([0-9]+)(?:\.([0-9]+))?")  # how the exchange writes quantities: no sign, no exponent
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")  # how the exchange writes quantities: no sign, no exponent
 T = TypeVar("T")
 
 # Bounds at the boundary: what a venue can plausibly send, and what a numeric column can store and index.
@@ -90,26 +90,50 @@ def parse_quantity(text: object) -> Decimal:
     """A non-negative decimal string such as ``"4.01"`` → Decimal, exactly as written."""
     if not isinstance(text, str):
         raise ValueError(f"{shown(text)} is not a decimal string")
-    match = _DECIMAL.fullmatch(text)
-    if match is None:
+    if _DECIMAL.fullmatch(text) is None:
         raise ValueError(f"{shown(text)} is not a non-negative decimal number")
-    whole, fraction = match[1], match[2] or ""
-    if len(whole) > MAX_INTEGER_DIGITS or len(fraction) > MAX_FRACTION_DIGITS:
+    return _within_digits(Decimal(text), text)
+
+
+def parse_number(value: object) -> Decimal:
+    """A non-negative number a venue sent as a JSON number (decoded as Decimal, never as float) → Decimal,
+    exactly; with the same bounds as ``parse_quantity``."""
+    if isinstance(value, bool) or not isinstance(value, Decimal | int):
+        raise ValueError(f"{shown(value)} is not a number (decoded exactly)")
+    number = Decimal(value)
+    if not number.is_finite() or number < 0:
+        raise ValueError(f"{shown(value)} is not a non-negative finite number")
+    return _within_digits(number, value)
+
+
+def _within_digits(number: Decimal, served: object) -> Decimal:
+    """``number`` unless it has more than MAX_INTEGER_DIGITS before the point or MAX_FRACTION_DIGITS after
+    (counted from its exponent: a value like 1E999999999 is never written out)."""
+    exponent = number.as_tuple().exponent
+    assert isinstance(exponent, int)  # finite
+    whole = max(number.adjusted() + 1, 1)
+    fraction = max(-exponent, 0)
+    if whole > MAX_INTEGER_DIGITS or fraction > MAX_FRACTION_DIGITS:
         raise ValueError(
-            f"{shown(text)} has {len(whole)} digits before the point and {len(fraction)} after;"
+            f"{shown(served)} has {whole} digits before the point and {fraction} after;"
             f" at most {MAX_INTEGER_DIGITS} and {MAX_FRACTION_DIGITS} are accepted"
         )
-    return Decimal(text)
+    return number
 
 
-def check_snapshot_time(ts: datetime, received_at: datetime) -> None:
-    """ValueError unless ``ts`` is a whole minute (the exchange recomputes open interest once a minute) within
-    a sane distance of our clock: not more than MAX_AHEAD ahead of it, nor MAX_BEHIND behind."""
+def check_venue_time(ts: datetime, received_at: datetime) -> None:
+    """ValueError unless ``ts`` is within a sane distance of our clock: not more than MAX_AHEAD ahead of it,
+    nor MAX_BEHIND behind (a venue answers "now")."""
     if ts > received_at + MAX_AHEAD:
         raise ValueError(f"{ts:%Y-%m-%d %H:%M}Z is {ts - received_at} ahead of our clock")
     if ts < received_at - MAX_BEHIND:
         hint = " (seconds sent for milliseconds?)" if ts.year < 2000 else ""
         raise ValueError(f"{ts:%Y-%m-%d %H:%M}Z is {received_at - ts} behind our clock{hint}")
+
+
+def check_snapshot_time(ts: datetime, received_at: datetime) -> None:
+    """check_venue_time, and ``ts`` on a whole minute: Binance recomputes open interest once a minute."""
+    check_venue_time(ts, received_at)
     if ts - _EPOCH != (ts - _EPOCH) // _MINUTE * _MINUTE:
         raise ValueError(
             f"{ts:%Y-%m-%d %H:%M:%S.%f}Z is not on a whole minute, as the exchange's snapshots are"
@@ -180,17 +204,39 @@ def normalise_rows(rows: Iterable[object], collected_at: datetime, pair: Pair) -
     A row must belong to the pair asked for (a row of another expiry could overwrite the value stored from
     its own answer), and a symbol is kept once. Whatever one row can raise costs only that row.
     """
+    expiry = parse_expiry(pair.expiry)
+
+    def parse(row: object) -> OpenInterest | Rejection:
+        record = normalise_row(row, collected_at)
+        if isinstance(record, OpenInterest) and (record.underlying, record.expiry) != (
+            pair.underlying,
+            expiry,
+        ):
+            reason = f"is of {record.underlying} {record.expiry:%y%m%d}, not of the pair asked for ({pair})"
+            return Rejection(record.symbol, "symbol", reason)
+        return record
+
+    return keep_rows(rows, parse, "symbol")
+
+
+def keep_rows(
+    rows: Iterable[object], parse: Callable[[object], OpenInterest | Rejection], symbol_field: str
+) -> Normalised:
+    """Every row of one answer through ``parse`` (one venue's), with the rules every venue shares: whatever
+    one row raises rejects that row only, and a symbol served twice is kept once (the first)."""
     records: list[OpenInterest] = []
     rejections: list[Rejection] = []
     seen: set[str] = set()
-    expiry = parse_expiry(pair.expiry)
     for row in rows:
         try:
-            result = normalise_row(row, collected_at)
+            result = parse(row)
         except Exception as error:  # the rule: one row costs only itself, whatever it breaks
-            result = Rejection(_symbol_of(row), "row", f"cannot be read ({type(error).__name__}: {error})")
-        if isinstance(result, OpenInterest):
-            result = _belongs(result, pair, expiry, seen)
+            reason = f"cannot be read ({type(error).__name__}: {error})"
+            result = Rejection(_text_field(row, symbol_field), "row", reason)
+        if isinstance(result, OpenInterest) and result.symbol in seen:
+            result = Rejection(
+                result.symbol, symbol_field, "appears twice in this answer: the first row is kept"
+            )
         if isinstance(result, OpenInterest):
             seen.add(result.symbol)
             records.append(result)
@@ -199,24 +245,12 @@ def normalise_rows(rows: Iterable[object], collected_at: datetime, pair: Pair) -
     return Normalised(records, rejections)
 
 
-def _belongs(record: OpenInterest, pair: Pair, expiry: date, seen: set[str]) -> OpenInterest | Rejection:
-    if (record.underlying, record.expiry) != (pair.underlying, expiry):
-        return Rejection(
-            record.symbol,
-            "symbol",
-            f"is of {record.underlying} {record.expiry:%y%m%d}, not of the pair asked for ({pair})",
-        )
-    if record.symbol in seen:
-        return Rejection(record.symbol, "symbol", "appears twice in this answer: the first row is kept")
-    return record
-
-
-def _symbol_of(row: object) -> str | None:
+def _text_field(row: object, name: str) -> str | None:
     try:
-        symbol = row.get("symbol") if isinstance(row, Mapping) else None
+        value = row.get(name) if isinstance(row, Mapping) else None
     except Exception:  # the row that just broke the parser may break this too
         return None
-    return symbol if isinstance(symbol, str) else None
+    return value if isinstance(value, str) else None
 
 
 def expiry_code(expiry_date_ms: int) -> str:

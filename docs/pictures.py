@@ -19,7 +19,14 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks._support import database  # noqa: E402
 from collector.cli import main as oi_collector  # noqa: E402
-from collector.config import CollectSettings, DatabaseSettings, ExchangeSettings, Settings, SpoolSettings  # noqa: E402
+from collector.config import (  # noqa: E402
+    CollectSettings,
+    DatabaseSettings,
+    ExchangeSettings,
+    Settings,
+    SpoolSettings,
+    VenuesSettings,
+)
 from collector.cycle import collect_once  # noqa: E402
 from collector.migrate import migrate  # noqa: E402
 from collector.sink.postgres import PostgresSink, make_engine  # noqa: E402
@@ -54,6 +61,7 @@ def main() -> None:
         settings = Settings(
             exchange=ExchangeSettings(base_url=fake.base_url),
             collect=CollectSettings(underlyings=("BTC",), expiries=("251226",)),
+            venues=VenuesSettings(enabled=("binance",)),
             database=DatabaseSettings(url=url),
             spool=SpoolSettings(dir=Path(spool)),
         )

@@ -17,7 +17,14 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from collector.config import CollectSettings, DatabaseSettings, ExchangeSettings, Settings, SpoolSettings
+from collector.config import (
+    CollectSettings,
+    DatabaseSettings,
+    ExchangeSettings,
+    Settings,
+    SpoolSettings,
+    VenuesSettings,
+)
 from collector.migrate import migrate
 from collector.sink.postgres import PostgresSink, make_engine
 from collector.sink.spool import Spool
@@ -141,6 +148,7 @@ def settings(fake: FakeExchange, database_url: str, tmp_path: Path) -> Settings:
     return Settings(
         exchange=ExchangeSettings(base_url=fake.base_url, timeout_s=2.0, max_in_flight=4),
         collect=CollectSettings(),
+        venues=VenuesSettings(enabled=("binance",)),  # Binance's fake; tests of other venues name theirs
         database=DatabaseSettings(url=database_url, timescaledb="auto"),
         spool=SpoolSettings(dir=tmp_path / "spool"),
         source="tests",
@@ -169,6 +177,7 @@ def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
         OI_EXCHANGE_TIMEOUT_S=str(settings.exchange.timeout_s),
         OI_DATABASE_URL=settings.database.url,
         OI_SPOOL_DIR=str(settings.spool.dir),
+        OI_VENUES_ENABLED=",".join(settings.venues.enabled),
     )
     env.update(extra)
     return env

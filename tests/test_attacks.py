@@ -30,7 +30,7 @@ from collector.records import INT32, Batch, OpenInterest, Pair, PairRun, clean_t
 from collector.sink.postgres import PostgresSink
 from collector.sink.spool import Spool, SpoolFileError, decode, encode
 from collector.sink.store import Store
-from collector.venues import binance
+from collector.venues import binance, deribit
 from collector.venues.binance import parse_response
 from collector.venues.gate import MAX_BAN_S, MAX_PAUSE_S, ExchangeGate
 from collector.venues.http import decode_json, parse_retry_after
@@ -341,6 +341,7 @@ def test_any_answer_on_one_pair_costs_only_that_pair(
         collect=CollectSettings(underlyings=("BTC", "ETH")),
         database=settings.database,
         spool=settings.spool,
+        venues=settings.venues,
     )
     report = asyncio.run(collect_once(pointed, clean_store, ExchangeGate(), time.time() + 5))
     others = [o for o in report.outcomes if o.scope != binance.scope("BTC", "270101")]
@@ -351,3 +352,40 @@ def test_any_answer_on_one_pair_costs_only_that_pair(
             text("SELECT count(*) FROM open_interest WHERE expiry = '2026-12-25'")
         ).scalar_one()
     assert stored == expected and clean_store.spool.pending() == []
+
+
+# ---- Deribit: the same rule, for its JSON-RPC envelope and its number-typed rows
+
+
+deribit_rows = st.builds(
+    lambda name, oi, price, ms: {
+        "instrument_name": name,
+        "open_interest": oi,
+        "underlying_price": price,
+        "creation_timestamp": ms,
+    },
+    st.sampled_from(["BTC-27JUN25-100000-C", "BTC-5AUG23-580-P", "ETH-27JUN25-3000-C"])
+    | st.text(max_size=30),
+    json_scalars,
+    json_scalars,
+    st.integers(min_value=MINUTE_MS - 3_600_000, max_value=MINUTE_MS) | json_scalars,
+)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.one_of(deribit_rows, json_values), max_size=20))
+def test_deribit_rows_of_any_shape_are_kept_or_counted(rows: list[object]) -> None:
+    records, rejections = deribit.normalise_rows(rows, "BTC", NOW)
+    assert len(records) + len(rejections) == len(rows)
+    assert all(isinstance(record.open_interest, Decimal) for record in records)
+
+
+@settings(max_examples=300)
+@given(st.integers(min_value=100, max_value=599), bodies)
+def test_any_deribit_answer_is_a_result_or_an_exchange_error(status: int, body: bytes) -> None:
+    request = httpx.Request("GET", "http://x/api/v2/public/get_book_summary_by_currency")
+    try:
+        deribit.parse_response(httpx.Response(status, content=body, request=request), "book BTC")
+    except ExchangeError as error:
+        str(error).encode("utf-8")
+        assert error.code is None or -INT32 - 1 <= error.code <= INT32

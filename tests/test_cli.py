@@ -54,7 +54,12 @@ def served(fake: FakeExchange, minute_ms: int | None = None) -> set[tuple[str, s
 
 
 def point_at(settings: Settings, url: str) -> Settings:
-    return Settings(exchange=settings.exchange, collect=settings.collect, database=DatabaseSettings(url=url))
+    return Settings(
+        exchange=settings.exchange,
+        collect=settings.collect,
+        venues=settings.venues,
+        database=DatabaseSettings(url=url),
+    )
 
 
 def test_migrate_then_once_stores_the_fakes_rows_value_for_value(

@@ -142,6 +142,9 @@ ENV_OVERRIDES: list[tuple[str, str, str, object]] = [
     ("OI_LOG_FORMAT", '"text"', "json", "json"),
     ("OI_METRICS_PORT", "9108", "0", 0),
     ("OI_METRICS_HEALTHY_WITHIN_S", "300", "90", 90.0),
+    ("OI_VENUES_ENABLED", '["binance", "deribit"]', "Deribit", ("deribit",)),
+    ("OI_DERIBIT_BASE_URL", '"https://file.example"', "http://127.0.0.1:9001", "http://127.0.0.1:9001"),
+    ("OI_DERIBIT_CURRENCIES", '["BTC"]', "eth,usdc", ("ETH", "USDC")),
 ]
 
 
@@ -168,6 +171,9 @@ def test_env_vars_are_named_after_section_and_key() -> None:
         "OI_COLLECT_INTERVAL_S",
         "OI_COLLECT_OFFSET_S",
         "OI_COLLECT_SHUTDOWN_TIMEOUT_S",
+        "OI_VENUES_ENABLED",
+        "OI_DERIBIT_BASE_URL",
+        "OI_DERIBIT_CURRENCIES",
         "OI_DATABASE_URL",
         "OI_DATABASE_TIMESCALEDB",
         "OI_DATABASE_COMPRESS_AFTER_DAYS",
@@ -267,6 +273,10 @@ FILE_ERRORS: list[tuple[str, str]] = [
     ("[database]\nurl = ''\n", "[database] url"),
     ("[database]\ndrop_raw_after_days = 1\n", "[database] drop_raw_after_days"),
     ("[database]\ndrop_raw_after_days = 'forever'\n", "[database] drop_raw_after_days"),
+    ("[venues]\nenabled = []\n", "[venues] enabled"),
+    ("[venues]\nenabled = ['binance', 'kraken']\n", "[venues] enabled"),
+    ("[deribit]\ncurrencies = ['BTC-USD']\n", "[deribit] currencies"),
+    ("[deribit]\nbase_url = 'www.deribit.com'\n", "[deribit] base_url"),
 ]
 
 
@@ -315,6 +325,9 @@ ENV_ERRORS: list[tuple[str, str]] = [
     ("OI_DATABASE_TIMESCALEDB", "yes"),
     ("OI_DATABASE_DROP_RAW_AFTER_DAYS", "0"),
     ("OI_DATABASE_DROP_RAW_AFTER_DAYS", "off"),
+    ("OI_VENUES_ENABLED", "okx"),
+    ("OI_VENUES_ENABLED", "binance,,deribit"),
+    ("OI_DERIBIT_CURRENCIES", ""),
 ]
 
 

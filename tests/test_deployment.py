@@ -151,7 +151,10 @@ def test_collector_points_at_the_timescaledb_service(
     assert url.username == "postgres"
     # The same ${POSTGRES_PASSWORD:-default} expression on both sides, so the defaults cannot drift apart.
     assert url.password == environment(timescaledb)["POSTGRES_PASSWORD"]
-    assert {name for name in env if name.startswith("OI_")} <= {"OI_DATABASE_URL", "OI_DATABASE_TIMESCALEDB"}
+    assert {name for name in env if name.startswith("OI_")} <= {
+        "OI_DATABASE_URL", "OI_DATABASE_TIMESCALEDB", "OI_VENUES_ENABLED"
+    }  # fmt: skip
+    assert env["OI_VENUES_ENABLED"].split(",") == ["binance", "deribit"]  # every venue this version collects
 
 
 def test_every_service_rotates_its_logs(compose: dict[str, Any]) -> None:

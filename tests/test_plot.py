@@ -36,7 +36,7 @@ def minutes(settings: Settings, store: Store, gate: ExchangeGate, fake: FakeExch
     fake.set_universe({"BTC": ["251226", "260102"]})
     first = int(time.time() // 60 * 60_000) - 10 * 60_000
     only_btc = Settings(
-        exchange=settings.exchange, database=settings.database, spool=settings.spool,
+        exchange=settings.exchange, database=settings.database, spool=settings.spool, venues=settings.venues,
         collect=CollectSettings(underlyings=("BTC",), expiries=("251226",)),
     )  # fmt: skip
     stored = []

@@ -1,0 +1,186 @@
+"""Deribit options: one ``get_book_summary_by_currency`` per currency (BTC, ETH, USDC), JSON-RPC over HTTP.
+
+Knows the URL, the JSON-RPC envelope and its error codes, the instrument names (``BTC-27JUN25-100000-C``,
+``XRP_USDC-30JUN23-0d625-C``) and the row fields. Numbers come as JSON numbers: they are decoded as Decimals,
+so a value with more digits than a float holds is stored as served. ``ts`` is the row's
+``creation_timestamp``; ``open_interest`` is in the base coin; Deribit serves no USD value of open interest,
+and ``underlying_price`` is the row's own.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import httpx
+
+from collector.errors import FatalExchangeError, Hold, RetriableExchangeError
+from collector.normalise import (
+    MAX_SYMBOL_CHARS,
+    check_venue_time,
+    keep_rows,
+    parse_number,
+    parse_timestamp_ms,
+)
+from collector.records import OpenInterest, Rejection, Scope, Side, bounded_code, clean_text, shown
+from collector.venues.base import Fetched, Scopes
+from collector.venues.gate import ExchangeGate
+from collector.venues.http import VenueHttp, decode_json, json_text, not_json, parse_retry_after
+
+NAME = "deribit"
+BOOK_SUMMARY = "/api/v2/public/get_book_summary_by_currency"
+_NAME = re.compile(
+    r"(?P<base>[A-Z0-9]{1,20})(?P<linear>_USDC)?-(?P<day>[0-9]{1,2})(?P<month>[A-Z]{3})(?P<year>[0-9]{2})"
+    r"-(?P<strike>[0-9]{1,30}(?:[dD][0-9]{1,30})?)-(?P<side>[CP])"
+)
+_MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_MONTHS = {name: number for number, name in enumerate(_MONTH_NAMES, start=1)}
+_SIDES: dict[str, Side] = {"C": "call", "P": "put"}
+RATE_LIMITED = 10028  # too_many_requests: out of credits, and the session is closed
+_TRY_AGAIN = {10040, 10066, 11051, 13028}  # retry, too many concurrent, maintenance, temporarily unavailable
+
+
+def scope(currency: str) -> Scope:
+    return Scope(NAME, currency)
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """What an instrument name says."""
+
+    underlying: str
+    linear: bool
+    expiry: date
+    strike: Decimal
+    side: Side
+
+
+def parse_instrument(name: str) -> Instrument:
+    """``BTC-5AUG23-580-P`` / ``XRP_USDC-30JUN23-0d625-C`` → its parts; ValueError when it is neither."""
+    if len(name) > MAX_SYMBOL_CHARS:
+        raise ValueError(f"{shown(name)} has {len(name)} characters; at most {MAX_SYMBOL_CHARS} are accepted")
+    match = _NAME.fullmatch(name)
+    if match is None or match["month"] not in _MONTHS:
+        raise ValueError(f"{shown(name)} is not BASE[_USDC]-DMMMYY-STRIKE-C|P")
+    try:
+        expiry = date(2000 + int(match["year"]), _MONTHS[match["month"]], int(match["day"]))
+    except ValueError:
+        raise ValueError(f"{name!r}: the expiry is not a real date") from None
+    strike = parse_number(Decimal(match["strike"].replace("d", ".").replace("D", ".")))
+    return Instrument(match["base"], match["linear"] is not None, expiry, strike, _SIDES[match["side"]])
+
+
+@dataclass
+class DeribitVenue:
+    """One request per configured currency; every option of that currency in one answer."""
+
+    http: VenueHttp
+    currencies: tuple[str, ...]
+    name: str = NAME
+
+    @property
+    def gate(self) -> ExchangeGate:
+        return self.http.gate
+
+    async def scopes(self) -> Scopes:
+        return Scopes([scope(currency) for currency in self.currencies])
+
+    async def fetch(self, scope: Scope) -> Fetched:
+        params = {"currency": scope.label, "kind": "option"}
+        what = f"get_book_summary_by_currency {scope.label}"
+        answer = await self.http.get(BOOK_SUMMARY, params, what)
+        received_at = datetime.now(UTC)
+        rows = answer.body
+        if not isinstance(rows, list):
+            raise FatalExchangeError(f"{what}: expected a result list, got {type(rows).__name__}", status=200)
+        records, rejections = normalise_rows(rows, scope.label, received_at)
+        return Fetched(records, rejections, answer.attempts, empty=not rows)
+
+
+def normalise_rows(
+    rows: list[object], currency: str, received_at: datetime
+) -> tuple[list[OpenInterest], list[Rejection]]:
+    """A currency's rows → records and rejections; whatever one row breaks costs only that row."""
+    kept = keep_rows(rows, lambda row: normalise_row(row, currency, received_at), "instrument_name")
+    return kept.records, kept.rejections
+
+
+def normalise_row(row: object, currency: str, received_at: datetime) -> OpenInterest | Rejection:
+    if not isinstance(row, Mapping):
+        return Rejection(None, "row", f"is {type(row).__name__}, not an object")
+    name = row.get("instrument_name")
+    if not isinstance(name, str):
+        return Rejection(None, "instrument_name", f"is {shown(name)}, not a string")
+    field = "instrument_name"
+    try:
+        instrument = parse_instrument(name)
+        if instrument.linear != (currency == "USDC") or (
+            currency != "USDC" and instrument.underlying != currency
+        ):
+            raise ValueError(f"is not an option of currency {currency}, the one asked for")
+        field = "creation_timestamp"
+        ts = parse_timestamp_ms(row.get("creation_timestamp"))
+        check_venue_time(ts, received_at)
+        field = "open_interest"
+        open_interest = parse_number(row.get("open_interest"))
+        field = "underlying_price"
+        price = row.get("underlying_price")
+        underlying_price = None if price is None else parse_number(price)
+    except ValueError as error:
+        return Rejection(name, field, str(error))
+    return OpenInterest(
+        venue=NAME,
+        symbol=name,
+        ts=ts,
+        underlying=instrument.underlying,
+        expiry=instrument.expiry,
+        strike=instrument.strike,
+        side=instrument.side,
+        open_interest=open_interest,
+        open_interest_usd=None,  # Deribit serves none; an estimate is the view's, from underlying_price
+        underlying_price=underlying_price,
+        collected_at=received_at,
+    )
+
+
+def parse_response(response: httpx.Response, what: str) -> object:
+    """The ``result`` of a good answer, or the ExchangeError saying what came back (one place for Deribit's
+    statuses and JSON-RPC error codes: 10028 pauses every request, maintenance and 5xx are retried)."""
+    body = decode_json(response.content)
+    status = response.status_code
+    error = body.get("error") if isinstance(body, dict) else None
+    if response.is_success and isinstance(body, dict) and error is None and "result" in body:
+        return body["result"]
+    code, message = _rpc_error(error)
+    if code is not None:
+        detail = f"HTTP {status}, Deribit error {code}: {message}"
+    elif body is None:
+        detail = not_json(status, response)
+    else:
+        detail = f"HTTP {status}: no result in the JSON-RPC answer"
+    retriable = code == RATE_LIMITED or code in _TRY_AGAIN or status == 429 or status >= 500
+    hold: Hold = "pause" if code == RATE_LIMITED or status == 429 else "backoff"
+    error_class = RetriableExchangeError if retriable else FatalExchangeError
+    raise error_class(
+        f"{what}: {detail}",
+        status=status,
+        code=code,
+        exchange_message=message,
+        retry_after_s=parse_retry_after(response.headers.get("Retry-After"), time.time()),
+        hold=hold,
+    )
+
+
+def _rpc_error(error: object) -> tuple[int | None, str | None]:
+    if not isinstance(error, dict):
+        return None, None
+    code, message = error.get("code"), error.get("message")
+    text = message if isinstance(message, str) else json_text(message)
+    bounded = bounded_code(code)
+    if bounded is None and code is not None:
+        text = f"{text} (code {json_text(code)[:40]} is not an error code)"
+    return bounded, clean_text(text)
