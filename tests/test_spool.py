@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -86,3 +87,25 @@ def test_a_full_spool_with_the_database_up_writes_straight_through(
     assert any(
         "is full" in r.getMessage() and "straight to the database" in r.getMessage() for r in caplog.records
     )
+
+
+def test_a_batch_spooled_before_venues_is_replayed_as_binances(tmp_path: Path, sink: PostgresSink) -> None:
+    """A spool left by the version before revision 0007 (format 1: no venue, no underlying_price) is written,
+    not set aside: every row in it was Binance's."""
+    old = {
+        "format": 1,
+        "runs": [["2026-11-25T12:00:10.123456+00:00", "BTC", "2025-12-26", "ok", "2026-11-25T12:00:00+00:00",
+                  1, 0, None, None, None, 12]],
+        "records": [["BTC-251226-100000-C", "2026-11-25T12:00:00+00:00", "BTC", "2025-12-26", "100000",
+                     "call", "4.01", "401.5", "2026-11-25T12:00:10.123456+00:00"]],
+    }  # fmt: skip
+    (tmp_path / "20261125T120010123456-1.batch.json").write_text(json.dumps(old))
+    store = Store(sink, Spool(tmp_path, 10_000_000))
+    assert store.flush().batches == 1 and store.spool.pending() == []
+    with sink.engine.connect() as connection:
+        row = connection.exec_driver_sql(
+            "SELECT venue, symbol, open_interest, underlying_price FROM open_interest"
+        ).one()
+        run = connection.exec_driver_sql("SELECT venue, scope, status FROM collection_runs").one()
+    assert tuple(row) == ("binance", "BTC-251226-100000-C", Decimal("4.01"), None)
+    assert tuple(run) == ("binance", "BTC 251226", "spooled")

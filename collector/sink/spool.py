@@ -29,9 +29,9 @@ from typing import Any, TypeVar
 from collector.records import Batch, OpenInterest, PairRun, RejectedRow, clean_text
 
 log = logging.getLogger("collector.spool")
-_FORMAT = 2
+_FORMAT = 3  # 3: rows carry their venue (revision 0007); 1 and 2 were Binance's alone, and are read as such
 _SUFFIX = ".batch.json"
-_HEADER = re.compile(rb"oi-spool 2 sha256=([0-9a-f]{64})")
+_HEADER = re.compile(rb"oi-spool ([23]) sha256=([0-9a-f]{64})")
 UNREADABLE = "unreadable"
 Row = TypeVar("Row", PairRun, OpenInterest, RejectedRow)
 
@@ -188,7 +188,8 @@ def encode(batch: Batch) -> bytes:
         },
         separators=(",", ":"),
     ).encode()
-    return b"oi-spool 2 sha256=" + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
+    checksum = hashlib.sha256(payload).hexdigest().encode()
+    return b"oi-spool %d sha256=%s\n" % (_FORMAT, checksum) + payload
 
 
 def decode(data: bytes) -> Batch:
@@ -206,19 +207,55 @@ def _decode(data: bytes) -> Batch:
         document = _json_object(data)
         if document.get("format") != 1:
             raise SpoolFileError(f"unknown spool format {clean_text(repr(document.get('format')), 40)}")
+        version = 1
     else:
         header, _, payload = data.partition(b"\n")
         match = _HEADER.fullmatch(header)
         if match is None:
             raise SpoolFileError("no oi-spool header line")
-        if hashlib.sha256(payload).hexdigest().encode() != match[1]:
+        if hashlib.sha256(payload).hexdigest().encode() != match[2]:
             raise SpoolFileError("checksum mismatch: the file changed after it was written")
         document = _json_object(payload)
-    return Batch(
-        _rows(PairRun, document.get("runs")),
-        _rows(OpenInterest, document.get("records")),
-        _rows(RejectedRow, document.get("rejections", [])),
-    )
+        version = int(match[1])
+    runs, records, rejections = document.get("runs"), document.get("records"), document.get("rejections", [])
+    if version < 3:  # spooled by a version that collected Binance alone: its rows are Binance's
+        runs, records, rejections = (
+            _binance_runs(runs),
+            _binance_records(records),
+            _binance_rejections(rejections),
+        )
+    return Batch(_rows(PairRun, runs), _rows(OpenInterest, records), _rows(RejectedRow, rejections))
+
+
+def _binance_records(rows: object) -> object:
+    """(symbol, ts, …, open_interest_usd, collected_at) → with venue first and no underlying_price."""
+    if not isinstance(rows, list):
+        return rows
+    return [["binance", *row[:-1], None, row[-1]] if isinstance(row, list) and row else row for row in rows]
+
+
+def _binance_runs(rows: object) -> object:
+    """(cycle_start, underlying, expiry, …) → with venue and scope (the pair, as Binance names it)."""
+    if not isinstance(rows, list):
+        return rows
+    return [_binance_run(row) if isinstance(row, list) and len(row) >= 3 else row for row in rows]
+
+
+def _binance_run(row: list[object]) -> list[object]:
+    underlying, expiry = row[1], row[2]
+    yymmdd = f"{expiry[2:4]}{expiry[5:7]}{expiry[8:10]}" if isinstance(expiry, str) else expiry
+    return [row[0], "binance", f"{underlying} {yymmdd}", *row[1:]]
+
+
+def _binance_rejections(rows: object) -> object:
+    if not isinstance(rows, list):
+        return rows
+    return [[row[0], _venue_of(row), *row[1:]] if isinstance(row, list) and row else row for row in rows]
+
+
+def _venue_of(rejection: list[object]) -> str | None:
+    """An unreadable spool file's rejection (stage ``spool``) has no venue; every other one was Binance's."""
+    return None if len(rejection) > 3 and rejection[3] == "spool" else "binance"
 
 
 def _json_object(data: bytes) -> dict[str, Any]:
