@@ -17,10 +17,10 @@ import httpx
 from collector.config import CollectSettings
 from collector.errors import FatalExchangeError, Hold, RetriableExchangeError
 from collector.normalise import Listing, Normalised, normalise_rows, parse_expiry, parse_listing
-from collector.records import Pair, Scope, bounded_code, clean_text
+from collector.records import Pair, Scope
 from collector.venues.base import Fetched, Scopes
 from collector.venues.gate import ExchangeGate
-from collector.venues.http import VenueHttp, decode_json, json_text, not_json, parse_retry_after
+from collector.venues.http import VenueHttp, decode_json, not_json, parse_retry_after, venue_error
 
 NAME = "binance"
 EXCHANGE_INFO = "/eapi/v1/exchangeInfo"
@@ -135,12 +135,7 @@ def parse_response(response: httpx.Response, what: str) -> object:
 def _exchange_error(body: object) -> tuple[int | None, str | None]:
     """The exchange's ``{"code", "msg"}``, the code bounded to what the journal holds, the text made safe."""
     if isinstance(body, dict) and "code" in body and "msg" in body:
-        code, msg = body["code"], body["msg"]
-        bounded = bounded_code(code)
-        text = msg if isinstance(msg, str) else json_text(msg)
-        if bounded is None and code is not None:
-            text = f"{text} (code {json_text(code)[:40]} is not an exchange code)"
-        return bounded, clean_text(text)
+        return venue_error(body["code"], body["msg"])
     return None, None
 
 

@@ -26,10 +26,10 @@ from collector.normalise import (
     parse_number,
     parse_timestamp_ms,
 )
-from collector.records import OpenInterest, Rejection, Scope, Side, bounded_code, clean_text, shown
+from collector.records import OpenInterest, Rejection, Scope, Side, shown
 from collector.venues.base import Fetched, Scopes
 from collector.venues.gate import ExchangeGate
-from collector.venues.http import VenueHttp, decode_json, json_text, not_json, parse_retry_after
+from collector.venues.http import VenueHttp, decode_json, not_json, parse_retry_after, venue_error
 
 NAME = "deribit"
 BOOK_SUMMARY = "/api/v2/public/get_book_summary_by_currency"
@@ -178,9 +178,4 @@ def parse_response(response: httpx.Response, what: str) -> object:
 def _rpc_error(error: object) -> tuple[int | None, str | None]:
     if not isinstance(error, dict):
         return None, None
-    code, message = error.get("code"), error.get("message")
-    text = message if isinstance(message, str) else json_text(message)
-    bounded = bounded_code(code)
-    if bounded is None and code is not None:
-        text = f"{text} (code {json_text(code)[:40]} is not an error code)"
-    return bounded, clean_text(text)
+    return venue_error(error.get("code"), error.get("message"))

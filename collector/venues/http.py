@@ -23,7 +23,7 @@ import httpx
 
 from collector.deadline import Deadline
 from collector.errors import FatalExchangeError, NotSentError, RetriableExchangeError
-from collector.records import clean_text
+from collector.records import bounded_code, clean_text
 from collector.venues.gate import ExchangeGate
 
 log = logging.getLogger("collector.exchange")
@@ -193,6 +193,16 @@ def parse_retry_after(header: str | None, now: float) -> float | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return max(0.0, moment.timestamp() - now)
+
+
+def venue_error(code: object, message: object) -> tuple[int | None, str]:
+    """A venue's error code and message as the journal holds them: the code when it is an int32, the text made
+    safe (and saying so when the code was dropped)."""
+    text = message if isinstance(message, str) else json_text(message)
+    bounded = bounded_code(code)
+    if bounded is None and code is not None:
+        text = f"{text} (code {json_text(code)[:40]} is not an error code)"
+    return bounded, clean_text(text)
 
 
 def json_text(value: object) -> str:
