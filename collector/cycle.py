@@ -252,7 +252,8 @@ async def _fetch_all(
     problem. Each venue's listing and scopes run side by side: a venue that is slow or down costs only
     itself."""
     limit = asyncio.Semaphore(max_in_flight)
-    plans = await asyncio.gather(*(_plan(venue, known, limit) for venue in venues))
+    planned = await asyncio.gather(*(_plan(venue, known, limit) for venue in venues), return_exceptions=True)
+    plans = [_contained(venue, plan) for venue, plan in zip(venues, planned, strict=True)]
     tasks = {scope: task for plan in plans for scope, task in plan[0].items()}
     await _wait_until(deadline, tasks, fetched)
     unlisted = tuple(name for plan in plans for name in plan[1])
@@ -260,9 +261,27 @@ async def _fetch_all(
     return unlisted, "; ".join(problems) if problems else None
 
 
-async def _plan(
-    venue: Venue, known: KnownScopes, limit: asyncio.Semaphore
-) -> tuple[dict[Scope, asyncio.Task[ScopeOutcome]], tuple[str, ...], str | None]:
+Plan = tuple[dict[Scope, "asyncio.Task[ScopeOutcome]"], tuple[str, ...], str | None]
+
+
+def _contained(venue: Venue, plan: Plan | BaseException) -> Plan:
+    """A venue whose planning broke costs that venue, not the others' scopes."""
+    if not isinstance(plan, BaseException):
+        return plan
+    if not isinstance(plan, Exception):  # cancellation, interpreter exit: not ours to swallow
+        raise plan
+    log.error(
+        "%s: planning the cycle broke (%s: %s); the other venues go on",
+        venue.name,
+        type(plan).__name__,
+        plan,
+        exc_info=plan,
+        extra={"venue": venue.name},
+    )
+    return {}, (), f"{venue.name}: {type(plan).__name__}: {plan}"
+
+
+async def _plan(venue: Venue, known: KnownScopes, limit: asyncio.Semaphore) -> Plan:
     """One venue's tasks: the last known scopes start at once, the listing decides the rest."""
     last = known.by_venue.get(venue.name, [])
     early = {scope: asyncio.create_task(_fetch(venue, scope, limit)) for scope in last}

@@ -12,8 +12,11 @@ import pytest
 from sqlalchemy import Engine, text
 
 from collector.config import Settings
-from collector.cycle import CycleReport, KnownScopes, collect_once
+from collector.cycle import CycleReport, KnownScopes, collect_once, make_http_client, run_cycle
+from collector.deadline import Deadline
+from collector.records import Scope
 from collector.sink.store import Store
+from collector.venues import Fetched, Gates, Scopes, make_venues
 from collector.venues.gate import ExchangeGate
 from tests.conftest import with_collect
 from tests.fake_exchange import (
@@ -242,3 +245,32 @@ def test_a_pair_that_is_no_longer_listed_is_dropped(settings: Settings, store: S
         report = asyncio.run(collect_once(pointed, store, gate, None, known))
     assert [str(outcome.scope) for outcome in report.outcomes] == ["BTC 260102"]
     assert report.ok
+
+
+class _BrokenVenue:
+    """A venue implementation with a bug: its listing hands the cycle something that is not a list."""
+
+    name = "broken"
+
+    def __init__(self) -> None:
+        self.gate = ExchangeGate()
+
+    async def scopes(self) -> Scopes:
+        return Scopes(None)  # type: ignore[arg-type]
+
+    async def fetch(self, scope: Scope) -> Fetched:
+        raise AssertionError("never asked")
+
+
+def test_a_venue_whose_planning_breaks_costs_only_that_venue(
+    settings: Settings, store: Store, fake: FakeExchange
+) -> None:
+    async def cycle() -> CycleReport:
+        async with make_http_client(settings) as http:
+            deadline = Deadline(time.time() + 10)
+            venues = [_BrokenVenue(), *make_venues(settings, http, Gates(), deadline)]
+            return await run_cycle(venues, store, KnownScopes(), deadline, 4)
+
+    report = asyncio.run(cycle())
+    assert not report.ok and report.problem is not None and report.problem.startswith("broken: TypeError")
+    assert report.pairs_ok == len(fake.pairs()) and report.rows_fetched == len(fake.all_rows())
