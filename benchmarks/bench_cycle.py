@@ -22,7 +22,7 @@ from tempfile import TemporaryDirectory
 from _support import database, migrated
 
 from collector.config import (
-    CollectSettings,
+    BinanceSettings,
     DatabaseSettings,
     ExchangeSettings,
     Settings,
@@ -68,8 +68,8 @@ def main() -> None:
         engine = make_engine(url)
         store = Store(PostgresSink(engine), Spool(Path(tmp), 10**9))
         settings = Settings(
-            exchange=ExchangeSettings(base_url=fake.base_url, max_in_flight=args.in_flight),
-            collect=CollectSettings(),
+            exchange=ExchangeSettings(max_in_flight=args.in_flight),
+            binance=BinanceSettings(base_url=fake.base_url),
             venues=VenuesSettings(enabled=("binance",)),
             database=DatabaseSettings(url=url),
             spool=SpoolSettings(dir=Path(tmp)),

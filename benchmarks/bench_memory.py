@@ -62,11 +62,11 @@ def main() -> None:
         fake.minute_ms = FIRST_MINUTE_MS
         env = {name: value for name, value in os.environ.items() if not name.startswith("OI_")}
         env.update(
-            OI_EXCHANGE_BASE_URL=fake.base_url,
+            OI_BINANCE_BASE_URL=fake.base_url,
             OI_VENUES_ENABLED="binance",
             OI_COLLECT_INTERVAL_S="1",
             OI_COLLECT_OFFSET_S="0",
-            OI_COLLECT_UNDERLYINGS="BTC,ETH",
+            OI_BINANCE_UNDERLYINGS="BTC,ETH",
             OI_DATABASE_URL=url,
             OI_SPOOL_DIR=spool,
         )

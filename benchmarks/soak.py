@@ -190,7 +190,7 @@ def main() -> None:
         with TcpProxy(target.host or "127.0.0.1", target.port or 5432) as proxy:
             env = {name: value for name, value in os.environ.items() if not name.startswith("OI_")}
             env.update(
-                OI_EXCHANGE_BASE_URL=fake.base_url,
+                OI_BINANCE_BASE_URL=fake.base_url,
                 OI_VENUES_ENABLED="binance",
                 OI_EXCHANGE_TIMEOUT_S=str(TIMEOUT_S),
                 OI_COLLECT_INTERVAL_S=str(INTERVAL_S),
@@ -248,7 +248,7 @@ def report(url: str, fake: CountingExchange, log: str, code: int, seconds: float
     lost = fake.served - stored
     wrong = [key for key in stored & fake.served if values[key] != fake.values[key]]
     print(f"soak: {seconds:.0f} s, daemon exit code {code}")
-    print(f"  cycles                 {log.count('Z: ') and log.count(' pairs ok, ')}")
+    print(f"  cycles                 {log.count('Z: ') and log.count(' scopes ok, ')}")
     print(f"  faults injected        {INJECTED['ordinary']} ordinary, {INJECTED['hostile']} hostile")
     print(f"  pairs attempted        {attempted}")
     print(f"  pairs ok               {ok} ({spooled} of them through the spool)")

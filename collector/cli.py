@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from collector.config import KEYS, Settings, load_settings
+from collector.config import KEYS, VENUES, Settings, load_settings
 from collector.errors import ConfigError, SchemaError, SinkError
 from collector.normalise import parse_expiry
 
@@ -70,6 +70,9 @@ def add_plot_parser(commands: argparse._SubParsersAction, common: argparse.Argum
     plot.add_argument("--at", type=time_arg, metavar="TIME", help=at_help)
     plot.add_argument(
         "--since", type=age_text, help="with --history: how far back, 90m, 24h or 7d (default: all)"
+    )
+    plot.add_argument(
+        "--venue", choices=VENUES, help="one venue's open interest (default: every venue, stacked)"
     )
     plot.add_argument("--out", type=Path, required=True, metavar="PNG", help="the picture to write")
     plot.add_argument(
@@ -139,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("configuration error: %s", error)
         return EXIT_CONFIG
     configure_logging(settings.log.format)
+    for warning in settings.warnings:
+        log.warning("configuration: %s", warning)
     try:
         return COMMANDS[args.command](settings, args)
     except SchemaError as error:
@@ -259,23 +264,23 @@ def _history_picture(engine: Engine, args: argparse.Namespace, plot: ModuleType)
     from collector.sink.postgres import symbol_history
 
     since = datetime.now(UTC) - parse_age(args.since) if args.since else None
-    points = symbol_history(engine, args.history, since)
-    if not points:
-        log.error(
-            "no stored open interest for %s%s", args.history, f" in the last {args.since}" * bool(since)
-        )
+    history = symbol_history(engine, args.history, since, args.venue)
+    if not history:
+        where = f" at {args.venue}" if args.venue else ""
+        within = f" in the last {args.since}" if since else ""
+        log.error("no stored open interest for %s%s%s", args.history, where, within)
         return None
-    return partial(plot.draw_history, args.history, points)
+    return partial(plot.draw_history, args.history, history)
 
 
 def _strike_picture(engine: Engine, args: argparse.Namespace, plot: ModuleType) -> Drawing | None:
     from collector.sink.postgres import strike_book
 
     at = args.at or datetime.now(UTC)
-    book = strike_book(engine, args.underlying, args.expiry, at)
+    book = strike_book(engine, args.underlying, args.expiry, at, args.venue)
     if book is None:
-        log.error("no stored snapshot of %s %s at or before %s", args.underlying,
-                  f"{args.expiry:%y%m%d}", f"{at:%Y-%m-%d %H:%M:%S %Z}")  # fmt: skip
+        log.error("no stored snapshot of %s %s%s at or before %s", args.underlying, f"{args.expiry:%y%m%d}",
+                  f" at {args.venue}" if args.venue else "", f"{at:%Y-%m-%d %H:%M:%S %Z}")  # fmt: skip
         return None
     return partial(plot.draw_strike_book, book)
 
@@ -299,7 +304,29 @@ def render_settings(settings: Settings) -> str:
         elif value is None:
             value = key.none_means
         lines.append(f"{key.name} = {_toml_value(value)}")
+        if (key.section, key.name) == ("venues", "enabled"):
+            lines.extend(f"# {line}".rstrip() for line in render_venues(settings).splitlines())
     return "\n".join(lines)
+
+
+def render_venues(settings: Settings) -> str:
+    """Every venue this version knows: whether it is enabled, where, and what one request covers."""
+    binance = settings.binance
+    expiries = "every listed expiry" if binance.expiries is None else ", ".join(binance.expiries)
+    polls = {
+        "binance": (binance.base_url, f"(underlying, expiry): {', '.join(binance.underlyings)}; {expiries}"),
+        "deribit": (settings.deribit.base_url, f"currency: {', '.join(settings.deribit.currencies)}"),
+        "okx": (settings.okx.base_url, f"instrument family: {', '.join(settings.okx.families)}"),
+        "bybit": (settings.bybit.base_url, f"base coin: {', '.join(settings.bybit.base_coins)}"),
+    }
+    table = [("venue", "enabled", "base URL", "one request per")]
+    for venue, (url, what) in polls.items():
+        table.append((venue, "yes" if venue in settings.venues.enabled else "no", url, what))
+    widths = [max(len(row[column]) for row in table) for column in range(3)]
+    return "\n".join(
+        "  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[3]])
+        for row in table
+    )
 
 
 def _toml_value(value: object) -> str:

@@ -27,17 +27,25 @@ _UNDERLYING = re.compile(r"[A-Z0-9]{2,20}")
 
 @dataclass(frozen=True, slots=True)
 class ExchangeSettings:
-    base_url: str = "https://eapi.binance.com"
+    """How every venue's requests are made."""
+
     timeout_s: float = 10.0
     max_in_flight: int = 20
 
 
-VENUES = ("binance", "deribit")  # what this version collects; OKX and Bybit follow (issue 11)
+VENUES = ("binance", "deribit", "okx", "bybit")
 
 
 @dataclass(frozen=True, slots=True)
 class VenuesSettings:
     enabled: tuple[str, ...] = VENUES
+
+
+@dataclass(frozen=True, slots=True)
+class BinanceSettings:
+    base_url: str = "https://eapi.binance.com"
+    underlyings: tuple[str, ...] = ("BTC", "ETH", "BNB", "SOL", "XRP", "DOGE")
+    expiries: tuple[str, ...] | None = None  # None: every expiry exchangeInfo lists, re-read at each cycle
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,9 +55,19 @@ class DeribitSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class OkxSettings:
+    base_url: str = "https://www.okx.com"
+    families: tuple[str, ...] = ("BTC-USD", "ETH-USD")
+
+
+@dataclass(frozen=True, slots=True)
+class BybitSettings:
+    base_url: str = "https://api.bybit.com"
+    base_coins: tuple[str, ...] = ("BTC", "ETH", "SOL")
+
+
+@dataclass(frozen=True, slots=True)
 class CollectSettings:
-    underlyings: tuple[str, ...] = ("BTC", "ETH", "BNB", "SOL", "XRP", "DOGE")
-    expiries: tuple[str, ...] | None = None  # None: every expiry exchangeInfo lists, re-read at each cycle
     interval_s: int = 60
     offset_s: float = 10.0
     shutdown_timeout_s: float = 30.0
@@ -95,12 +113,16 @@ class Settings:
     exchange: ExchangeSettings = field(default_factory=ExchangeSettings)
     collect: CollectSettings = field(default_factory=CollectSettings)
     venues: VenuesSettings = field(default_factory=VenuesSettings)
+    binance: BinanceSettings = field(default_factory=BinanceSettings)
     deribit: DeribitSettings = field(default_factory=DeribitSettings)
+    okx: OkxSettings = field(default_factory=OkxSettings)
+    bybit: BybitSettings = field(default_factory=BybitSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     spool: SpoolSettings = field(default_factory=SpoolSettings)
     log: LogSettings = field(default_factory=LogSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     source: str = "defaults"
+    warnings: tuple[str, ...] = ()  # what the configuration should change (a renamed key), for the log
 
 
 # Value parsers: each takes a TOML value or an env string and raises ValueError saying what is wrong.
@@ -202,21 +224,28 @@ def _venues(value: object) -> tuple[str, ...]:
         raise ValueError(f"must name at least one venue of: {', '.join(VENUES)}")
     for item in items:
         if item not in VENUES:
-            soon = " (not collected by this version yet)" if item in ("okx", "bybit") else ""
-            raise ValueError(
-                f"{item!r} is not a venue this version collects{soon}; known: {', '.join(VENUES)}"
-            )
+            raise ValueError(f"{item!r} is not a venue this version collects; known: {', '.join(VENUES)}")
     return tuple(dict.fromkeys(items))
 
 
-def _currencies(value: object) -> tuple[str, ...]:
-    items = [item.upper() for item in _string_list(value)]
-    if not items:
-        raise ValueError("must name at least one currency, such as BTC")
-    for item in items:
-        if not _UNDERLYING.fullmatch(item):
-            raise ValueError(f"{item!r} is not a currency such as BTC, ETH or USDC")
-    return tuple(dict.fromkeys(items))
+def _names(what: str, pattern: re.Pattern[str]) -> Callable[[object], tuple[str, ...]]:
+    """A parser of a list of upper-case names a venue asks by (``what`` says what they are, for errors)."""
+
+    def parse(value: object) -> tuple[str, ...]:
+        items = [item.upper() for item in _string_list(value)]
+        if not items:
+            raise ValueError(f"must name at least one {what}")
+        for item in items:
+            if not pattern.fullmatch(item):
+                raise ValueError(f"{item!r} is not {what}")
+        return tuple(dict.fromkeys(items))
+
+    return parse
+
+
+_currencies = _names("a currency such as BTC, ETH or USDC", _UNDERLYING)
+_families = _names("an instrument family such as BTC-USD", re.compile(r"[A-Z0-9]{2,20}-[A-Z0-9]{2,10}"))
+_base_coins = _names("a base coin such as BTC, ETH or SOL", _UNDERLYING)
 
 
 def _path(value: object) -> Path:
@@ -273,21 +302,30 @@ class _Key:
 
     @property
     def env_var(self) -> str:
-        return f"OI_{self.section}_{self.name}".upper()
+        return env_var(self.section, self.name)
+
+    @property
+    def old_name(self) -> tuple[str, str] | None:
+        """The (section, name) this key had in an earlier version, if it was renamed."""
+        return next((old for old, new in RENAMED.items() if new == (self.section, self.name)), None)
 
 
 KEYS: tuple[_Key, ...] = (
-    _Key("exchange", "base_url", _base_url),
+    _Key("venues", "enabled", _venues),
+    _Key("binance", "base_url", _base_url),
+    _Key("binance", "underlyings", _underlyings),
+    _Key("binance", "expiries", _expiries, none_means="all"),
+    _Key("deribit", "base_url", _base_url),
+    _Key("deribit", "currencies", _currencies),
+    _Key("okx", "base_url", _base_url),
+    _Key("okx", "families", _families),
+    _Key("bybit", "base_url", _base_url),
+    _Key("bybit", "base_coins", _base_coins),
     _Key("exchange", "timeout_s", _positive_number),
     _Key("exchange", "max_in_flight", _positive_int),
-    _Key("collect", "underlyings", _underlyings),
-    _Key("collect", "expiries", _expiries, none_means="all"),
     _Key("collect", "interval_s", _positive_int),
     _Key("collect", "offset_s", _non_negative_number),
     _Key("collect", "shutdown_timeout_s", _positive_number),
-    _Key("venues", "enabled", _venues),
-    _Key("deribit", "base_url", _base_url),
-    _Key("deribit", "currencies", _currencies),
     _Key("database", "url", _database_url),
     _Key("database", "timescaledb", _timescale_mode),
     _Key("database", "compress_after_days", _positive_number),
@@ -299,6 +337,16 @@ KEYS: tuple[_Key, ...] = (
     _Key("metrics", "healthy_within_s", _positive_number),
 )
 ENV_VARS_OUTSIDE_FILE = ("OI_CONFIG",)
+# Keys of earlier versions, still read (with one warning naming the new key): old (section, name) → new.
+RENAMED: dict[tuple[str, str], tuple[str, str]] = {
+    ("exchange", "base_url"): ("binance", "base_url"),
+    ("collect", "underlyings"): ("binance", "underlyings"),
+    ("collect", "expiries"): ("binance", "expiries"),
+}
+
+
+def env_var(section: str, name: str) -> str:
+    return f"OI_{section}_{name}".upper()
 
 
 def resolve_path(cli_path: str | None, env: Mapping[str, str]) -> tuple[Path, bool]:
@@ -320,28 +368,59 @@ def load_settings(cli_path: str | None = None, env: Mapping[str, str] | None = N
     _reject_unknown_env_vars(env)
     sections: dict[str, dict[str, Any]] = {key.section: {} for key in KEYS}
     origins: dict[str, str] = {}
+    warnings: list[str] = []
     for key in KEYS:
-        if key.env_var in env:
-            raw, origin = env[key.env_var], f"env var {key.env_var}"
-        elif document is not None and key.name in document.get(key.section, {}):
-            raw, origin = document[key.section][key.name], f"[{key.section}] {key.name} in {path}"
-        else:
-            continue
-        sections[key.section][key.name] = _parse(key, raw, origin)
-        origins[key.name] = origin
+        found = _lookup(key, env, document, path, warnings)
+        if found is not None:
+            raw, origin = found
+            sections[key.section][key.name] = _parse(key, raw, origin)
+            origins[key.name] = origin
     settings = Settings(
         exchange=ExchangeSettings(**sections["exchange"]),
         collect=CollectSettings(**sections["collect"]),
         venues=VenuesSettings(**sections["venues"]),
+        binance=BinanceSettings(**sections["binance"]),
         deribit=DeribitSettings(**sections["deribit"]),
+        okx=OkxSettings(**sections["okx"]),
+        bybit=BybitSettings(**sections["bybit"]),
         database=DatabaseSettings(**sections["database"]),
         spool=SpoolSettings(**sections["spool"]),
         log=LogSettings(**sections["log"]),
         metrics=MetricsSettings(**sections["metrics"]),
         source=source,
+        warnings=tuple(warnings),
     )
     _check_offset(settings.collect, origins)
     return settings
+
+
+def _lookup(
+    key: _Key, env: Mapping[str, str], document: Mapping[str, Any] | None, path: Path, warnings: list[str]
+) -> tuple[object, str] | None:
+    """The raw value of ``key`` and where it came from: its env var, else its old env var, else the file's
+    key, else the file's old key (env beats file); a value under an old name adds a warning naming the new
+    one. None when it is set nowhere."""
+    file = document or {}
+    candidates = [(key.section, key.name, False)]
+    if key.old_name is not None:
+        candidates.append((*key.old_name, True))
+    found: list[tuple[object, str, bool]] = []
+    for section, name, renamed in candidates:
+        if env_var(section, name) in env:
+            found.append((env[env_var(section, name)], f"env var {env_var(section, name)}", renamed))
+    for section, name, renamed in candidates:
+        table = file.get(section, {})
+        if name in table:
+            found.append((table[name], f"[{section}] {name} in {path}", renamed))
+    if not found:
+        return None
+    new = f"[{key.section}] {key.name} (env var {key.env_var})"
+    for index, (_, origin, renamed) in enumerate(found):
+        if renamed and index == 0:
+            warnings.append(f"{origin} is an old name: use {new} instead (read as that key for now)")
+        elif renamed:
+            warnings.append(f"{origin} is an old name and is ignored: {found[0][1]} sets {new}")
+    return found[0][0], found[0][1]
 
 
 def _parse(key: _Key, raw: object, where: str) -> Any:
@@ -367,8 +446,8 @@ def _read_toml(path: Path, required: bool) -> dict[str, Any] | None:
 
 def _reject_unknown_file_keys(document: Mapping[str, Any], path: Path) -> None:
     known: dict[str, set[str]] = {}
-    for key in KEYS:
-        known.setdefault(key.section, set()).add(key.name)
+    for section, name in [*((key.section, key.name) for key in KEYS), *RENAMED]:
+        known.setdefault(section, set()).add(name)
     for section, table in document.items():
         if section not in known:
             raise ConfigError(f"{path}: unknown section [{section}]; known: {', '.join(sorted(known))}")
@@ -381,7 +460,7 @@ def _reject_unknown_file_keys(document: Mapping[str, Any], path: Path) -> None:
 
 
 def _reject_unknown_env_vars(env: Mapping[str, str]) -> None:
-    known = {key.env_var for key in KEYS} | set(ENV_VARS_OUTSIDE_FILE)
+    known = {key.env_var for key in KEYS} | {env_var(*old) for old in RENAMED} | set(ENV_VARS_OUTSIDE_FILE)
     for name in sorted(env):
         if name.startswith("OI_") and name not in known:
             raise ConfigError(f"unknown env var {name}; known: {', '.join(sorted(known))}")

@@ -95,16 +95,16 @@ class CycleReport:
     unlisted: tuple[str, ...]
     problem: str | None  # why the cycle as a whole failed (nothing to poll, database down)
     committed: Committed | None
-    used_weight: int | None
+    used_weight: dict[str, int]  # per venue that reports one (Binance): its last count of request weight
     duration_s: float
 
     @property
-    def pairs_ok(self) -> int:
+    def scopes_ok(self) -> int:
         return sum(outcome.ok for outcome in self.outcomes)
 
     @property
-    def pairs_failed(self) -> int:
-        return len(self.outcomes) - self.pairs_ok
+    def scopes_failed(self) -> int:
+        return len(self.outcomes) - self.scopes_ok
 
     @property
     def rows_rejected(self) -> int:
@@ -120,27 +120,53 @@ class CycleReport:
 
     @property
     def ok(self) -> bool:
-        return bool(self.outcomes) and not self.pairs_failed and not self.unlisted and self.problem is None
+        return bool(self.outcomes) and not self.scopes_failed and not self.unlisted and self.problem is None
+
+    def by_venue(self) -> dict[str, dict[str, int]]:
+        """Per venue: scopes ok, scopes failed, rows fetched."""
+        venues: dict[str, dict[str, int]] = {}
+        for outcome in self.outcomes:
+            counts = venues.setdefault(outcome.scope.venue, {"ok": 0, "failed": 0, "rows": 0})
+            counts["ok" if outcome.ok else "failed"] += 1
+            counts["rows"] += len(outcome.records)
+        return venues
 
     def fields(self) -> dict[str, object]:
         """The summary's facts, as log-record fields."""
         return {
-            "pairs_ok": self.pairs_ok,
-            "pairs_failed": self.pairs_failed,
+            "scopes_ok": self.scopes_ok,
+            "scopes_failed": self.scopes_failed,
             "rows_fetched": self.rows_fetched,
             "rows_rejected": self.rows_rejected,
             "rows_refused": self.rows_refused,
             "duration_s": round(self.duration_s, 3),
+            "venues": self.by_venue(),
             "status": "ok" if self.ok else "failed",
         }
 
     def summary(self) -> str:
-        line = (
-            f"cycle {self.started_at:%Y-%m-%d %H:%M:%S}Z: {self.pairs_ok} pairs ok,"
-            f" {self.pairs_failed} failed; {self._rows()}, {self.rows_rejected} rejected{self._refused()},"
-            f" in {self.duration_s:.2f} s; exchange weight used: {self.used_weight}"
+        venues = ", ".join(
+            f"{venue} {counts['ok']}/{counts['ok'] + counts['failed']}"
+            for venue, counts in self.by_venue().items()
         )
-        return f"{line}; FAILED: {self.problem}" if self.problem else line
+        line = (
+            f"cycle {self.started_at:%Y-%m-%d %H:%M:%S}Z: {plural(self.scopes_ok, 'scope')} ok,"
+            f" {self.scopes_failed} failed ({venues or 'no venue polled'}); {self._rows()},"
+            f" {self.rows_rejected} rejected{self._refused()}, in {self.duration_s:.2f} s"
+        )
+        line += "".join(f"; {venue} weight used: {used}" for venue, used in self.used_weight.items())
+        return line + self._why()
+
+    def _why(self) -> str:
+        """Why the cycle failed, for the summary line: the cycle's problem, then the first failures."""
+        reasons = [] if self.problem is None else [self.problem]
+        if self.unlisted:
+            reasons.append(f"not listed: {', '.join(self.unlisted)}")
+        failed = [outcome for outcome in self.outcomes if outcome.error is not None]
+        reasons += [str(outcome.error) for outcome in failed[:3]]
+        if len(failed) > 3:
+            reasons.append(f"and {plural(len(failed) - 3, 'more scope')}")
+        return f"; FAILED: {'; '.join(reasons)}" if reasons else ""
 
     @property
     def rows_refused(self) -> int:
@@ -158,6 +184,11 @@ class CycleReport:
         if committed is not None and committed.spooled:
             return f"{self.rows_fetched} rows kept in the spool, not yet stored"
         return f"{self.rows_fetched} rows fetched, none stored"
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 scope``, ``2 scopes``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def make_http_client(settings: Settings) -> httpx.AsyncClient:
@@ -227,14 +258,14 @@ async def run_cycle(
         committed = store.commit(batch)  # every fetch is done: nothing else needs the event loop now
         if committed.problem is not None:
             problem = problem or _storage_problem(committed, len(batch.records), store)
-    weights = [venue.gate.used_weight for venue in venues if venue.gate.used_weight is not None]
+    weights = {venue.name: venue.gate.used_weight for venue in venues}
     report = CycleReport(
         started_at=started_at,
         outcomes=outcomes,
         unlisted=unlisted,
         problem=problem,
         committed=committed,
-        used_weight=weights[0].used if weights else None,
+        used_weight={name: weight.used for name, weight in weights.items() if weight is not None},
         duration_s=time.monotonic() - started,
     )
     (log.info if report.ok else log.error)(report.summary(), extra=report.fields())
@@ -324,7 +355,7 @@ async def _wait_until(
     await asyncio.gather(*pending, return_exceptions=True)
     for scope, task in tasks.items():
         if task.cancelled() or task.exception() is not None:
-            late = FatalExchangeError(f"{scope.venue} {scope}: no answer by the cycle's deadline")
+            late = FatalExchangeError(f"{scope}: no answer by the cycle's deadline")
             log.error("%s; this scope failed this cycle, the others are stored", late, extra=_about(scope))
             fetched[scope] = ScopeOutcome(scope, [], error=late)
         else:
@@ -352,9 +383,7 @@ async def _fetch(venue: Venue, scope: Scope, limit: asyncio.Semaphore) -> ScopeO
             scope,
             extra=_about(scope),
         )
-        failure = FatalExchangeError(
-            f"{scope.venue} {scope}: unreadable answer ({type(error).__name__}: {error})"
-        )
+        failure = FatalExchangeError(f"{scope}: unreadable answer ({type(error).__name__}: {error})")
         return ScopeOutcome(scope, [], error=failure, duration_s=time.monotonic() - started)
 
 

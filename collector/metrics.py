@@ -17,7 +17,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from collector.cycle import CycleReport
+from collector.cycle import CycleReport, ScopeOutcome
 from collector.errors import ExchangeError, NotSentError
 from collector.sink.spool import Spool
 
@@ -27,15 +27,15 @@ disable_created_metrics()
 
 
 def failure_reason(error: ExchangeError) -> str:
-    """A small, fixed set of label values for why a pair failed."""
+    """A small, fixed set of label values for why a scope failed."""
     if isinstance(error, NotSentError):
         return "not_sent"
+    if error.hold == "ban":
+        return "banned"
+    if error.hold == "pause":
+        return "rate_limited"
     if error.status is None:
         return "network"
-    if error.status == 429:
-        return "rate_limited"
-    if error.status == 418:
-        return "banned"
     if error.status >= 500:
         return "server_error"
     if error.code is not None:
@@ -50,14 +50,22 @@ class Metrics:
         self.clock = clock
         self.started = clock()
         self.last_success = 0.0
-        self.newest: dict[str, float] = {}
+        self.newest: dict[tuple[str, str], float] = {}
         r = self.registry
         self.cycles = Counter("oi_cycles", "Collection cycles, by outcome", ["outcome"], registry=r)
-        self.pairs = Counter(
-            "oi_pairs", "Pairs polled, by status and failure reason", ["status", "reason"], registry=r
+        self.scopes = Counter(
+            "oi_scopes",
+            "Scopes polled (one request's worth: a Binance pair, a Deribit currency, an OKX family, a Bybit"
+            " coin), by venue, status and failure reason",
+            ["venue", "status", "reason"],
+            registry=r,
         )
-        self.rows_stored = Counter("oi_rows_stored", "Rows stored (new, changed or unchanged)", registry=r)
-        self.rows_rejected = Counter("oi_rows_rejected", "Malformed rows skipped", registry=r)
+        self.rows_stored = Counter(
+            "oi_rows_stored", "Rows stored (new, changed or unchanged), by venue", ["venue"], registry=r
+        )
+        self.rows_rejected = Counter(
+            "oi_rows_rejected", "Malformed rows skipped, by venue", ["venue"], registry=r
+        )
         self.rows_refused = Counter(
             "oi_rows_refused", "Rows the database refused for their content, set aside", registry=r
         )
@@ -67,47 +75,50 @@ class Metrics:
         )  # fmt: skip
         self.snapshot = Gauge(
             "oi_last_snapshot_timestamp_seconds",
-            "Newest snapshot stored, by underlying",
-            ["underlying"],
+            "Newest snapshot stored (the venue's own time), by venue and scope",
+            ["venue", "scope"],
             registry=r,
         )
         self.spool_bytes = Gauge("oi_spool_bytes", "Bytes waiting in the spool", registry=r)
         self.spool_batches = Gauge("oi_spool_batches", "Batches waiting in the spool", registry=r)
         self.used_weight = Gauge(
-            "oi_exchange_used_weight", "The exchange's last reported used weight", registry=r
+            "oi_exchange_used_weight", "The venue's last reported used request weight", ["venue"], registry=r
         )
 
     def observe(self, report: CycleReport, spool: Spool) -> None:
         self.cycles.labels("ok" if report.ok else "failed").inc()
         self.duration.observe(report.duration_s)
-        self.rows_rejected.inc(report.rows_rejected)
         self.rows_refused.inc(report.rows_refused)
-        stored = report.stored
         for outcome in report.outcomes:
-            if outcome.error is not None:
-                self.pairs.labels("failed", failure_reason(outcome.error)).inc()
-                continue
-            self.pairs.labels("ok", "").inc()
-            if stored and outcome.records:
-                self.last_success = self.clock()
-                underlying = outcome.scope.underlying or outcome.scope.label
-                newest = max(record.ts for record in outcome.records).timestamp()
-                self.newest[underlying] = max(newest, self.newest.get(underlying, 0.0))
-                self.snapshot.labels(underlying).set(self.newest[underlying])
-        if stored:
-            self.rows_stored.inc(report.rows_fetched)
+            self._observe_scope(outcome, report.stored)
         self.spool_batches.set(len(spool.pending()))
         self.spool_bytes.set(spool.size_bytes())
-        if report.used_weight is not None:
-            self.used_weight.set(report.used_weight)
+        for venue, used in report.used_weight.items():
+            self.used_weight.labels(venue).set(used)
+
+    def _observe_scope(self, outcome: ScopeOutcome, stored: bool) -> None:
+        venue = outcome.scope.venue
+        self.rows_rejected.labels(venue).inc(outcome.rejected)
+        if outcome.error is not None:
+            self.scopes.labels(venue, "failed", failure_reason(outcome.error)).inc()
+            return
+        self.scopes.labels(venue, "ok", "").inc()
+        if not stored or not outcome.records:
+            return
+        self.rows_stored.labels(venue).inc(len(outcome.records))
+        self.last_success = self.clock()
+        key = (venue, outcome.scope.label)
+        newest = max(record.ts for record in outcome.records).timestamp()
+        self.newest[key] = max(newest, self.newest.get(key, 0.0))
+        self.snapshot.labels(*key).set(self.newest[key])
 
     def health(self) -> tuple[bool, str]:
-        """Healthy while a pair was stored in the last ``healthy_within_s`` (or the daemon is younger)."""
+        """Healthy while a scope was stored in the last ``healthy_within_s`` (or the daemon is younger)."""
         since = self.last_success or self.started
         silent = self.clock() - since
         if silent <= self.healthy_within_s:
             return True, "ok"
-        return False, f"no pair stored for {silent:.0f} s (limit {self.healthy_within_s:g} s)"
+        return False, f"no scope of any venue stored for {silent:.0f} s (limit {self.healthy_within_s:g} s)"
 
 
 def serve(metrics: Metrics, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:

@@ -57,6 +57,25 @@ def parse_expiry(text: str) -> date:
     return expiry
 
 
+_MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+_MONTHS = {name: number for number, name in enumerate(_MONTH_NAMES, start=1)}
+_DMMMYY = re.compile(r"([0-9]{1,2})([A-Z]{3})([0-9]{2})")
+
+
+def parse_dmmmyy(text: str) -> date:
+    """``27JUN25`` / ``5AUG23`` (Deribit's and Bybit's expiry) → date; ValueError when it is not one."""
+    match = _DMMMYY.fullmatch(text)
+    if match is None or match[2] not in _MONTHS:
+        raise ValueError(f"expiry {shown(text)} is not DMMMYY")
+    try:
+        expiry = date(2000 + int(match[3]), _MONTHS[match[2]], int(match[1]))
+    except ValueError:
+        raise ValueError(f"expiry {text!r} is not a real date") from None
+    if expiry < FIRST_EXPIRY:
+        raise ValueError(f"expiry {text!r} is before any crypto option was listed ({FIRST_EXPIRY:%Y})")
+    return expiry
+
+
 def parse_symbol(symbol: str) -> OptionSymbol:
     """``BTC-251226-100000-C`` → its underlying, expiry, strike and side."""
     if len(symbol) > MAX_SYMBOL_CHARS:
@@ -140,20 +159,57 @@ def check_snapshot_time(ts: datetime, received_at: datetime) -> None:
         )
 
 
-class _FieldError(ValueError):
+class FieldError(ValueError):
+    """One field of a row that cannot be used: which, and why."""
+
     def __init__(self, field: str, reason: str) -> None:
         super().__init__(reason)
         self.field = field
         self.reason = reason
 
 
-def _field(row: Mapping[str, object], name: str, parse: Callable[[object], T]) -> T:
-    if name not in row:
-        raise _FieldError(name, "is missing")
+def read_field(
+    row: Mapping[str, object], name: str, parse: Callable[[object], T], *, required: bool = True
+) -> T:
+    """``parse(row[name])``, or FieldError naming the field when ``parse`` refuses it or it is missing and
+    ``required`` (when it is not, ``parse`` gets None)."""
+    if required and name not in row:
+        raise FieldError(name, "is missing")
     try:
-        return parse(row[name])
+        return parse(row.get(name))
     except ValueError as error:
-        raise _FieldError(name, str(error)) from None
+        raise FieldError(name, str(error)) from None
+
+
+def row_and_symbol(row: object, symbol_field: str) -> tuple[Mapping[str, object], str] | Rejection:
+    """A raw row as a mapping and its symbol text, or the rejection saying why it has neither."""
+    if not isinstance(row, Mapping):
+        return Rejection(None, "row", f"is {type(row).__name__}, not an object")
+    symbol = row.get(symbol_field)
+    if not isinstance(symbol, str):
+        reason = "is missing" if symbol is None else f"is {shown(symbol)}, not a string"
+        return Rejection(None, symbol_field, reason)
+    return row, symbol
+
+
+def optional(parse: Callable[[object], T]) -> Callable[[object], T | None]:
+    """``parse``, with null (and an empty string, how some venues write "none") read as None."""
+
+    def parse_optional(value: object) -> T | None:
+        return None if value is None or value == "" else parse(value)
+
+    return parse_optional
+
+
+def venue_time(received_at: datetime) -> Callable[[object], datetime]:
+    """A parser of ms since the epoch that also checks the time against our clock (check_venue_time)."""
+
+    def parse(value: object) -> datetime:
+        ts = parse_timestamp_ms(value)
+        check_venue_time(ts, received_at)
+        return ts
+
+    return parse
 
 
 def _snapshot_time(received_at: datetime) -> Callable[[object], datetime]:
@@ -167,21 +223,18 @@ def _snapshot_time(received_at: datetime) -> Callable[[object], datetime]:
 
 def normalise_row(row: object, collected_at: datetime) -> OpenInterest | Rejection:
     """A raw ``openInterest`` row received at ``collected_at`` → a record, or a rejection naming the field."""
-    if not isinstance(row, Mapping):
-        return Rejection(None, "row", f"is {type(row).__name__}, not an object")
-    symbol = row.get("symbol")
-    if not isinstance(symbol, str):
-        return Rejection(
-            None, "symbol", "is missing" if symbol is None else f"is {shown(symbol)}, not a string"
-        )
+    start = row_and_symbol(row, "symbol")
+    if isinstance(start, Rejection):
+        return start
+    fields, symbol = start
     try:
         parsed = parse_symbol(symbol)
-        ts = _field(row, "timestamp", _snapshot_time(collected_at))
-        open_interest = _field(row, "sumOpenInterest", parse_quantity)
-        open_interest_usd = _field(row, "sumOpenInterestUsd", parse_quantity)
+        ts = read_field(fields, "timestamp", _snapshot_time(collected_at))
+        open_interest = read_field(fields, "sumOpenInterest", parse_quantity)
+        open_interest_usd = read_field(fields, "sumOpenInterestUsd", parse_quantity)
     except SymbolError as error:
         return Rejection(symbol, "symbol", str(error))
-    except _FieldError as error:
+    except FieldError as error:
         return Rejection(symbol, error.field, error.reason)
     return OpenInterest(
         venue="binance",

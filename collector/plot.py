@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -16,54 +16,76 @@ from matplotlib.figure import Figure
 from collector.sink.postgres import StrikeBook
 
 CALLS, PUTS, MARK = "#2a9d8f", "#e76f51", "#444444"
+# Each venue's shade of the call and put colours, so that stacked venues stay calls and puts at a glance.
+SHADES = {
+    "binance": (CALLS, PUTS),
+    "deribit": ("#1b6b61", "#a8432a"),
+    "okx": ("#7fcdc2", "#f4a68c"),
+    "bybit": ("#bfe6e0", "#f9d3c6"),
+}
 DPI = 100
 MAX_STRIKE_LABELS = 60  # beyond this the labels overlap; every n-th is shown
 
 
 def draw_strike_book(book: StrikeBook, out: Path, size: tuple[int, int]) -> None:
-    """Calls and puts side by side at every strike, the max-pain strike marked."""
+    """Calls and puts side by side at every strike, each stacked by venue, the max-pain strike marked."""
     figure, axes = _canvas(size)
-    positions = range(len(book.strikes))
+    positions = list(range(len(book.strikes)))
     width = 0.42
-    calls, puts = sum(book.calls), sum(book.puts)
-    axes.bar([p - width / 2 for p in positions], _floats(book.calls), width, color=CALLS,
-             label=f"calls  {_amount(calls)}")  # fmt: skip
-    axes.bar([p + width / 2 for p in positions], _floats(book.puts), width, color=PUTS,
-             label=f"puts  {_amount(puts)}")  # fmt: skip
+    call_base = [0.0] * len(positions)
+    put_base = [0.0] * len(positions)
+    for venue in book.calls:
+        call_colour, put_colour = SHADES.get(venue, (CALLS, PUTS))
+        calls, puts = _floats(book.calls[venue]), _floats(book.puts[venue])
+        axes.bar([p - width / 2 for p in positions], calls, width, bottom=call_base, color=call_colour,
+                 label=f"{venue} calls  {_amount(sum(book.calls[venue], Decimal(0)))}")  # fmt: skip
+        axes.bar([p + width / 2 for p in positions], puts, width, bottom=put_base, color=put_colour,
+                 label=f"{venue} puts  {_amount(sum(book.puts[venue], Decimal(0)))}")  # fmt: skip
+        call_base = [base + value for base, value in zip(call_base, calls, strict=True)]
+        put_base = [base + value for base, value in zip(put_base, puts, strict=True)]
     if book.max_pain is not None:
         axes.axvline(book.strikes.index(book.max_pain), color=MARK, linestyle="--", linewidth=1.2,
                      label=f"max pain  {_strike(book.max_pain)}")  # fmt: skip
     step = -(-len(book.strikes) // MAX_STRIKE_LABELS)
     labels = [_strike(strike) for strike in book.strikes[::step]]
-    axes.set_xticks(list(positions)[::step], labels, rotation=90)
+    axes.set_xticks(positions[::step], labels, rotation=90)
     axes.set_xlim(-0.75, len(book.strikes) - 0.25)
-    ratio = f"{puts / calls:.2f}" if calls else "n/a"
+    calls_total, puts_total = book.total_calls, book.total_puts
+    ratio = f"{puts_total / calls_total:.2f}" if calls_total else "n/a"
+    venues = book.venue or ("every venue" if len(book.calls) > 1 else next(iter(book.calls)))
     axes.set_title(
-        f"{book.underlying} {book.expiry:%y%m%d} open interest by strike,"
+        f"{book.underlying} {book.expiry:%Y-%m-%d} open interest by strike, {venues},"
         f" {book.snapshot.astimezone(UTC):%Y-%m-%d %H:%M} UTC   (put/call {ratio})"
     )
-    axes.set_xlabel("strike")
-    axes.set_ylabel("open interest (contracts)")
+    axes.set_xlabel("strike (left bar calls, right bar puts)")
+    axes.set_ylabel(f"open interest ({book.underlying})")
     axes.legend(loc="upper right", frameon=False)
     axes.margins(y=0.05)
     _save(figure, out)
 
 
 def draw_history(
-    symbol: str, points: Sequence[tuple[datetime, Decimal]], out: Path, size: tuple[int, int]
+    symbol: str, history: Mapping[str, Sequence[tuple[datetime, Decimal]]], out: Path, size: tuple[int, int]
 ) -> None:
-    """One symbol's open interest over time."""
+    """One symbol's open interest over time: a line per venue that lists it."""
     figure, axes = _canvas(size)
-    times = [ts for ts, _ in points]
-    axes.plot(times, _floats([oi for _, oi in points]), color=CALLS if symbol.endswith("C") else PUTS,
-              linewidth=1.4, drawstyle="steps-post")  # fmt: skip
+    side = 0 if symbol.endswith("-C") or "-C-" in symbol else 1  # a call: its part before any settle coin
+    start = min(points[0][0] for points in history.values())
+    end = max(points[-1][0] for points in history.values())
+    for venue, points in history.items():
+        colour = SHADES.get(venue, (CALLS, PUTS))[side]
+        axes.plot([ts for ts, _ in points], _floats([oi for _, oi in points]), color=colour,
+                  linewidth=1.4, drawstyle="steps-post", label=venue)  # fmt: skip
     locator = AutoDateLocator(tz=UTC)
     axes.xaxis.set_major_locator(locator)
     axes.xaxis.set_major_formatter(ConciseDateFormatter(locator, tz=UTC))
-    axes.set_title(f"{symbol} open interest, {times[0]:%Y-%m-%d %H:%M} to {times[-1]:%Y-%m-%d %H:%M} UTC")
+    axes.set_title(f"{symbol} open interest, {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC")
     axes.set_xlabel("time (UTC)")
-    axes.set_ylabel("open interest (contracts)")
-    axes.set_ylim(0, max(float(oi) for _, oi in points) * 1.08 or 1)
+    axes.set_ylabel("open interest (base coin)")
+    highest = max(float(oi) for points in history.values() for _, oi in points)
+    axes.set_ylim(0, highest * 1.08 or 1)
+    if len(history) > 1:
+        axes.legend(loc="upper right", frameon=False)
     _save(figure, out)
 
 

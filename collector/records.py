@@ -71,7 +71,7 @@ class Scope:
     expiry: date | None = None
 
     def __str__(self) -> str:
-        return self.label
+        return f"{self.venue} {self.label}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,9 +20,8 @@ sys.path.insert(0, str(REPO))
 from benchmarks._support import database  # noqa: E402
 from collector.cli import main as oi_collector  # noqa: E402
 from collector.config import (  # noqa: E402
-    CollectSettings,
+    BinanceSettings,
     DatabaseSettings,
-    ExchangeSettings,
     Settings,
     SpoolSettings,
     VenuesSettings,
@@ -59,8 +58,7 @@ def main() -> None:
         database("oi_docs") as url,
     ):
         settings = Settings(
-            exchange=ExchangeSettings(base_url=fake.base_url),
-            collect=CollectSettings(underlyings=("BTC",), expiries=("251226",)),
+            binance=BinanceSettings(base_url=fake.base_url, underlyings=("BTC",), expiries=("251226",)),
             venues=VenuesSettings(enabled=("binance",)),
             database=DatabaseSettings(url=url),
             spool=SpoolSettings(dir=Path(spool)),

@@ -18,6 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from collector.config import (
+    BinanceSettings,
     CollectSettings,
     DatabaseSettings,
     ExchangeSettings,
@@ -146,8 +147,9 @@ def timescaledb_url() -> Iterator[str]:
 @pytest.fixture
 def settings(fake: FakeExchange, database_url: str, tmp_path: Path) -> Settings:
     return Settings(
-        exchange=ExchangeSettings(base_url=fake.base_url, timeout_s=2.0, max_in_flight=4),
+        exchange=ExchangeSettings(timeout_s=2.0, max_in_flight=4),
         collect=CollectSettings(),
+        binance=BinanceSettings(base_url=fake.base_url),
         venues=VenuesSettings(enabled=("binance",)),  # Binance's fake; tests of other venues name theirs
         database=DatabaseSettings(url=database_url, timescaledb="auto"),
         spool=SpoolSettings(dir=tmp_path / "spool"),
@@ -165,15 +167,15 @@ def gate(settings: Settings) -> ExchangeGate:
     return ExchangeGate(settings.spool.dir / "exchange-ban.json")
 
 
-def with_collect(settings: Settings, **changes: object) -> Settings:
-    return replace(settings, collect=replace(settings.collect, **changes))
+def with_binance(settings: Settings, **changes: object) -> Settings:
+    return replace(settings, binance=replace(settings.binance, **changes))
 
 
 def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment for an ``oi-collector`` subprocess pointed at the fake and the test database."""
     env = {name: value for name, value in os.environ.items() if not name.startswith("OI_")}
     env.update(
-        OI_EXCHANGE_BASE_URL=settings.exchange.base_url,
+        OI_BINANCE_BASE_URL=settings.binance.base_url,
         OI_EXCHANGE_TIMEOUT_S=str(settings.exchange.timeout_s),
         OI_DATABASE_URL=settings.database.url,
         OI_SPOOL_DIR=str(settings.spool.dir),
@@ -206,7 +208,7 @@ def start_daemon(
         **{
             "OI_COLLECT_INTERVAL_S": "1",
             "OI_COLLECT_OFFSET_S": "0",
-            "OI_COLLECT_UNDERLYINGS": ",".join(settings.collect.underlyings),
+            "OI_BINANCE_UNDERLYINGS": ",".join(settings.binance.underlyings),
             "OI_METRICS_PORT": "0",
             **env_extra,
         },
@@ -218,6 +220,20 @@ def start_daemon(
         time.sleep(0.05)
     time.sleep(0.5)  # let that first cycle finish on this minute
     return daemon
+
+
+StoredRow = tuple[str, str, str | None, str | None]  # ts in ms, open_interest, open_interest_usd, price
+
+
+def stored_rows(url: str, venue: str) -> dict[str, StoredRow]:
+    """Every stored row of ``venue`` by symbol, numbers as PostgreSQL writes them (every digit kept)."""
+    with psycopg.connect(_plain(url)) as connection:
+        rows = connection.execute(
+            "SELECT symbol, (extract(epoch FROM ts) * 1000)::bigint, open_interest::text,"
+            " open_interest_usd::text, underlying_price::text FROM open_interest WHERE venue = %s",
+            (venue,),
+        ).fetchall()
+    return {symbol: (str(ms), oi, usd, price) for symbol, ms, oi, usd, price in rows}
 
 
 def advance_minutes(fake: FakeExchange, count: int, hold_s: float = 2.2) -> list[int]:

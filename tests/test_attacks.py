@@ -22,15 +22,15 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
-from collector.config import CollectSettings, Settings
+from collector.config import Settings
 from collector.cycle import collect_once
 from collector.errors import ExchangeError
-from collector.normalise import normalise_rows, parse_listing
+from collector.normalise import keep_rows, normalise_rows, parse_listing
 from collector.records import INT32, Batch, OpenInterest, Pair, PairRun, clean_text
 from collector.sink.postgres import PostgresSink
 from collector.sink.spool import Spool, SpoolFileError, decode, encode
 from collector.sink.store import Store
-from collector.venues import binance, deribit
+from collector.venues import binance, bybit, deribit, okx
 from collector.venues.binance import parse_response
 from collector.venues.gate import MAX_BAN_S, MAX_PAUSE_S, ExchangeGate
 from collector.venues.http import decode_json, parse_retry_after
@@ -337,8 +337,8 @@ def test_any_answer_on_one_pair_costs_only_that_pair(
         expiry="270101",
     )
     pointed = Settings(
-        exchange=settings.exchange.__class__(base_url=small_fake.base_url, timeout_s=2.0, max_in_flight=4),
-        collect=CollectSettings(underlyings=("BTC", "ETH")),
+        exchange=settings.exchange.__class__(timeout_s=2.0, max_in_flight=4),
+        binance=settings.binance.__class__(base_url=small_fake.base_url, underlyings=("BTC", "ETH")),
         database=settings.database,
         spool=settings.spool,
         venues=settings.venues,
@@ -386,6 +386,78 @@ def test_any_deribit_answer_is_a_result_or_an_exchange_error(status: int, body: 
     request = httpx.Request("GET", "http://x/api/v2/public/get_book_summary_by_currency")
     try:
         deribit.parse_response(httpx.Response(status, content=body, request=request), "book BTC")
+    except ExchangeError as error:
+        str(error).encode("utf-8")
+        assert error.code is None or -INT32 - 1 <= error.code <= INT32
+
+
+# ---- OKX and Bybit: the same rule, for their envelopes and string-typed rows
+
+okx_rows = st.builds(
+    lambda inst_id, coin, usd, ms: {
+        "instType": "OPTION",
+        "instId": inst_id,
+        "oiCcy": coin,
+        "oiUsd": usd,
+        "ts": ms,
+    },
+    st.sampled_from(["BTC-USD-250627-100000-C", "BTC-USD-250627-0.5-P", "ETH-USD-250627-3000-C"])
+    | st.text(max_size=30),
+    numbers_as_text | json_scalars,
+    numbers_as_text | json_scalars,
+    st.integers(min_value=MINUTE_MS - 3_600_000, max_value=MINUTE_MS).map(str) | json_scalars,
+)
+bybit_rows = st.builds(
+    lambda symbol, oi, price: {"symbol": symbol, "openInterest": oi, "underlyingPrice": price},
+    st.sampled_from(["BTC-27JUN25-100000-C", "BTC-27JUN25-100000-C-USDT", "ETH-3JAN23-1250-P"])
+    | st.text(max_size=30),
+    numbers_as_text | json_scalars,
+    numbers_as_text | json_scalars,
+)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.one_of(okx_rows, json_values), max_size=20))
+def test_okx_rows_of_any_shape_are_kept_or_counted(rows: list[object]) -> None:
+    kept = keep_rows(rows, lambda row: okx.normalise_row(row, "BTC-USD", NOW), "instId")
+    assert len(kept.records) + len(kept.rejections) == len(rows)
+    assert all(record.symbol.startswith("BTC-USD-") for record in kept.records)
+
+
+@settings(max_examples=300)
+@given(st.lists(st.one_of(bybit_rows, json_values), max_size=20))
+def test_bybit_rows_of_any_shape_are_kept_or_counted(rows: list[object]) -> None:
+    kept = keep_rows(rows, lambda row: bybit.normalise_row(row, "BTC", NOW, NOW), "symbol")
+    assert len(kept.records) + len(kept.rejections) == len(rows)
+    assert all(record.underlying == "BTC" for record in kept.records)
+
+
+envelopes = st.one_of(
+    bodies,
+    st.builds(
+        lambda code, msg, data: json.dumps({"code": code, "msg": msg, "data": data}).encode(),
+        st.sampled_from(["0", "50011", "51000", "", "-1", "9" * 40]) | st.integers() | st.none(),
+        st.text(max_size=30),
+        st.lists(st.integers(), max_size=2) | st.none(),
+    ),
+    st.builds(
+        lambda code, msg, time_ms: json.dumps(
+            {"retCode": code, "retMsg": msg, "result": {"list": []}, "time": time_ms}
+        ).encode(),
+        st.sampled_from([0, 10001, 10006, -1, 2**40]) | st.text(max_size=5) | st.none(),
+        st.text(max_size=30),
+        st.integers() | st.none(),
+    ),
+)
+
+
+@settings(max_examples=300)
+@given(st.integers(min_value=100, max_value=599), envelopes, st.sampled_from(["okx", "bybit"]))
+def test_any_okx_or_bybit_answer_is_a_body_or_an_exchange_error(status: int, body: bytes, venue: str) -> None:
+    request = httpx.Request("GET", "http://x/")
+    parse = okx.parse_response if venue == "okx" else bybit.parse_response
+    try:
+        parse(httpx.Response(status, content=body, request=request), "scope")
     except ExchangeError as error:
         str(error).encode("utf-8")
         assert error.code is None or -INT32 - 1 <= error.code <= INT32

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from collector.cli import render_settings
-from collector.config import CollectSettings, DatabaseSettings, Settings, load_settings
+from collector.config import BinanceSettings, DatabaseSettings, Settings, load_settings
 from tests.conftest import REPO, advance_minutes, cli_env, run_cli, start_daemon
 from tests.fake_exchange import RECENT_MINUTE_MS, FakeExchange, html_page
 
@@ -54,12 +54,7 @@ def served(fake: FakeExchange, minute_ms: int | None = None) -> set[tuple[str, s
 
 
 def point_at(settings: Settings, url: str) -> Settings:
-    return Settings(
-        exchange=settings.exchange,
-        collect=settings.collect,
-        venues=settings.venues,
-        database=DatabaseSettings(url=url),
-    )
+    return replace(settings, database=DatabaseSettings(url=url))
 
 
 def test_migrate_then_once_stores_the_fakes_rows_value_for_value(
@@ -73,7 +68,8 @@ def test_migrate_then_once_stores_the_fakes_rows_value_for_value(
     assert once.returncode == 0, once.stderr
     assert stored(empty_database_url) == served(fake)
     summary = once.stderr.strip().splitlines()[-1]
-    assert f"{len(fake.pairs())} pairs ok, 0 failed; {len(served(fake))} rows stored" in summary
+    pairs, rows = len(fake.pairs()), len(served(fake))
+    assert f"{pairs} scopes ok, 0 failed (binance {pairs}/{pairs}); {rows} rows stored" in summary
 
 
 def test_a_second_once_in_the_same_minute_adds_no_rows(settings: Settings, fake: FakeExchange) -> None:
@@ -108,9 +104,9 @@ def test_a_config_error_exits_2_before_connecting_anywhere(
 
 
 def test_a_bad_env_var_names_itself(settings: Settings, fake: FakeExchange) -> None:
-    result = run_cli("once", env=cli_env(settings, OI_COLLECT_EXPIRIES="2512"))
+    result = run_cli("once", env=cli_env(settings, OI_BINANCE_EXPIRIES="2512"))
     assert result.returncode == 2
-    assert "env var OI_COLLECT_EXPIRIES" in result.stderr
+    assert "env var OI_BINANCE_EXPIRIES" in result.stderr
     assert fake.requests == []
 
 
@@ -121,7 +117,7 @@ def test_check_config_prints_the_resolved_settings_with_the_password_masked(sett
     assert result.returncode == 0
     assert 'url = "postgresql+psycopg://collector:***@db.example:5432/oi"' in result.stdout
     assert "s3cret" not in result.stdout + result.stderr
-    assert f'base_url = "{settings.exchange.base_url}"' in result.stdout
+    assert f'base_url = "{settings.binance.base_url}"' in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -133,7 +129,7 @@ def test_check_config_output_reads_back_as_the_same_settings(
     tmp_path: Path, database: DatabaseSettings
 ) -> None:
     """What check-config prints is a config file: "all" and "never" come back as the None they stand for."""
-    settings = Settings(database=database, collect=CollectSettings(expiries=None))
+    settings = Settings(database=database, binance=BinanceSettings(expiries=None))
     path = tmp_path / "resolved.toml"
     path.write_text(render_settings(settings), encoding="utf-8")
     assert load_settings(str(path), {}) == replace(settings, source=str(path))
@@ -171,7 +167,7 @@ def test_run_migrates_collects_several_cycles_and_exits_0_on_sigterm(
         "SELECT (extract(epoch FROM ts) * 1000)::bigint, count(*) FROM open_interest GROUP BY 1 ORDER BY 1",
     )
     assert stored_minutes == [(minute, len(served(fake))) for minute in minutes]  # every minute, whole
-    assert stderr.count(" pairs ok, 0 failed;") >= 3
+    assert stderr.count(" scopes ok, 0 failed (binance ") >= 3
 
 
 def test_json_logs_are_one_object_a_line_with_the_pair(settings: Settings, fake: FakeExchange) -> None:
@@ -199,10 +195,12 @@ def test_the_daemon_serves_metrics_and_health(settings: Settings, fake: FakeExch
         daemon.communicate(timeout=30)
     assert health.status_code == 200 and health.text == "ok\n"
     assert re.search(r'^oi_cycles_total\{outcome="ok"\} [1-9]', metrics, re.MULTILINE)
-    assert re.search(r'^oi_pairs_total\{reason="",status="ok"\} [1-9]', metrics, re.MULTILINE)
-    snapshot = re.search(r'^oi_last_snapshot_timestamp_seconds\{underlying="BTC"\} (\S+)$', metrics, re.M)
+    assert re.search(r'^oi_scopes_total\{reason="",status="ok",venue="binance"\} [1-9]', metrics, re.M)
+    snapshot = re.search(
+        r'^oi_last_snapshot_timestamp_seconds\{scope="BTC 251226",venue="binance"\} (\S+)$', metrics, re.M
+    )
     assert snapshot is not None and float(snapshot[1]) == MINUTE / 1000
-    assert re.search(r"^oi_rows_stored_total [1-9]", metrics, re.MULTILINE)
+    assert re.search(r'^oi_rows_stored_total\{venue="binance"\} [1-9]', metrics, re.MULTILINE)
     assert "oi_spool_batches 0.0" in metrics
     assert "oi_cycle_duration_seconds_bucket" in metrics and "oi_exchange_used_weight" in metrics
     assert "_created" not in metrics  # no second series per counter that nothing reads
@@ -239,5 +237,6 @@ def test_health_fails_when_no_pair_is_stored_for_too_long(settings: Settings, fa
         daemon.send_signal(signal.SIGTERM)
         daemon.communicate(timeout=30)
     assert health.status_code == 503
-    assert health.text.startswith("no pair stored for ")
-    assert re.search(r'^oi_pairs_total\{reason="server_error",status="failed"\} [1-9]', metrics, re.MULTILINE)
+    assert health.text.startswith("no scope of any venue stored for ")
+    failed = r'^oi_scopes_total\{reason="server_error",status="failed",venue="binance"\} [1-9]'
+    assert re.search(failed, metrics, re.MULTILINE)

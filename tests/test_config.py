@@ -47,14 +47,16 @@ def _config_error(cli_path: str | None, env: dict[str, str]) -> str:
 
 
 FULL_FILE = """
-[exchange]
+[binance]
 base_url = "http://127.0.0.1:8080/"
+underlyings = ["btc", "ETH", "BTC"]
+expiries = ["251227", "251226", "251227"]
+
+[exchange]
 timeout_s = 2.5
 max_in_flight = 8
 
 [collect]
-underlyings = ["btc", "ETH", "BTC"]
-expiries = ["251227", "251226", "251227"]
 interval_s = 300
 offset_s = 30
 
@@ -75,9 +77,19 @@ def test_defaults_when_there_is_no_file_and_no_env(empty_cwd: Path) -> None:
 
 def test_default_settings_are_the_documented_ones() -> None:
     settings = Settings()
-    assert settings.exchange.base_url == "https://eapi.binance.com"
-    assert settings.collect.underlyings == ("BTC", "ETH", "BNB", "SOL", "XRP", "DOGE")
-    assert settings.collect.expiries is None
+    assert settings.venues.enabled == ("binance", "deribit", "okx", "bybit")
+    assert settings.binance.base_url == "https://eapi.binance.com"
+    assert settings.binance.underlyings == ("BTC", "ETH", "BNB", "SOL", "XRP", "DOGE")
+    assert settings.binance.expiries is None
+    assert (settings.deribit.base_url, settings.deribit.currencies) == (
+        "https://www.deribit.com",
+        ("BTC", "ETH", "USDC"),
+    )
+    assert (settings.okx.base_url, settings.okx.families) == ("https://www.okx.com", ("BTC-USD", "ETH-USD"))
+    assert (settings.bybit.base_url, settings.bybit.base_coins) == (
+        "https://api.bybit.com",
+        ("BTC", "ETH", "SOL"),
+    )
     assert (settings.collect.interval_s, settings.collect.offset_s) == (60, 10.0)
     assert settings.database.timescaledb == "auto"
 
@@ -85,11 +97,11 @@ def test_default_settings_are_the_documented_ones() -> None:
 def test_file_values_are_read_and_normalised(tmp_path: Path) -> None:
     path = _write(tmp_path, FULL_FILE)
     settings = load_settings(str(path), {})
-    assert settings.exchange.base_url == "http://127.0.0.1:8080"
+    assert settings.binance.base_url == "http://127.0.0.1:8080"
     assert settings.exchange.timeout_s == 2.5
     assert settings.exchange.max_in_flight == 8
-    assert settings.collect.underlyings == ("BTC", "ETH")
-    assert settings.collect.expiries == ("251226", "251227")
+    assert settings.binance.underlyings == ("BTC", "ETH")
+    assert settings.binance.expiries == ("251226", "251227")
     assert (settings.collect.interval_s, settings.collect.offset_s) == (300, 30.0)
     assert settings.database.url == "postgresql+psycopg://oi:s3cret@db.example:5433/oi"
     assert settings.database.timescaledb == "require"
@@ -105,7 +117,7 @@ def test_keys_missing_from_the_file_keep_their_defaults(tmp_path: Path) -> None:
 
 
 def test_expiries_all_means_every_listed_expiry(tmp_path: Path) -> None:
-    assert load_settings(str(_write(tmp_path, '[collect]\nexpiries = "all"\n')), {}).collect.expiries is None
+    assert load_settings(str(_write(tmp_path, '[binance]\nexpiries = "all"\n')), {}).binance.expiries is None
 
 
 def test_settings_are_frozen(empty_cwd: Path) -> None:
@@ -118,12 +130,12 @@ def test_settings_are_frozen(empty_cwd: Path) -> None:
 
 ENV_OVERRIDES: list[tuple[str, str, str, object]] = [
     # env var, file value (TOML), env value, expected setting
-    ("OI_EXCHANGE_BASE_URL", '"https://file.example"', "http://127.0.0.1:9000/", "http://127.0.0.1:9000"),
+    ("OI_BINANCE_BASE_URL", '"https://file.example"', "http://127.0.0.1:9000/", "http://127.0.0.1:9000"),
     ("OI_EXCHANGE_TIMEOUT_S", "5", "2.5", 2.5),
     ("OI_EXCHANGE_MAX_IN_FLIGHT", "2", "16", 16),
-    ("OI_COLLECT_UNDERLYINGS", '["BTC"]', "eth, sol,ETH", ("ETH", "SOL")),
-    ("OI_COLLECT_EXPIRIES", '["251226"]', "all", None),
-    ("OI_COLLECT_EXPIRIES", '"all"', "251227, 251226", ("251226", "251227")),
+    ("OI_BINANCE_UNDERLYINGS", '["BTC"]', "eth, sol,ETH", ("ETH", "SOL")),
+    ("OI_BINANCE_EXPIRIES", '["251226"]', "all", None),
+    ("OI_BINANCE_EXPIRIES", '"all"', "251227, 251226", ("251226", "251227")),
     ("OI_COLLECT_INTERVAL_S", "60", "300", 300),
     ("OI_COLLECT_OFFSET_S", "10", "0", 0.0),
     (
@@ -145,6 +157,10 @@ ENV_OVERRIDES: list[tuple[str, str, str, object]] = [
     ("OI_VENUES_ENABLED", '["binance", "deribit"]', "Deribit", ("deribit",)),
     ("OI_DERIBIT_BASE_URL", '"https://file.example"', "http://127.0.0.1:9001", "http://127.0.0.1:9001"),
     ("OI_DERIBIT_CURRENCIES", '["BTC"]', "eth,usdc", ("ETH", "USDC")),
+    ("OI_OKX_BASE_URL", '"https://file.example"', "http://127.0.0.1:9002", "http://127.0.0.1:9002"),
+    ("OI_OKX_FAMILIES", '["BTC-USD"]', "eth-usd, BTC-USD", ("ETH-USD", "BTC-USD")),
+    ("OI_BYBIT_BASE_URL", '"https://file.example"', "http://127.0.0.1:9003", "http://127.0.0.1:9003"),
+    ("OI_BYBIT_BASE_COINS", '["BTC"]', "sol,xrp", ("SOL", "XRP")),
 ]
 
 
@@ -163,17 +179,21 @@ def test_env_override_table_covers_every_key() -> None:
 
 def test_env_vars_are_named_after_section_and_key() -> None:
     assert [key.env_var for key in KEYS] == [
-        "OI_EXCHANGE_BASE_URL",
+        "OI_VENUES_ENABLED",
+        "OI_BINANCE_BASE_URL",
+        "OI_BINANCE_UNDERLYINGS",
+        "OI_BINANCE_EXPIRIES",
+        "OI_DERIBIT_BASE_URL",
+        "OI_DERIBIT_CURRENCIES",
+        "OI_OKX_BASE_URL",
+        "OI_OKX_FAMILIES",
+        "OI_BYBIT_BASE_URL",
+        "OI_BYBIT_BASE_COINS",
         "OI_EXCHANGE_TIMEOUT_S",
         "OI_EXCHANGE_MAX_IN_FLIGHT",
-        "OI_COLLECT_UNDERLYINGS",
-        "OI_COLLECT_EXPIRIES",
         "OI_COLLECT_INTERVAL_S",
         "OI_COLLECT_OFFSET_S",
         "OI_COLLECT_SHUTDOWN_TIMEOUT_S",
-        "OI_VENUES_ENABLED",
-        "OI_DERIBIT_BASE_URL",
-        "OI_DERIBIT_CURRENCIES",
         "OI_DATABASE_URL",
         "OI_DATABASE_TIMESCALEDB",
         "OI_DATABASE_COMPRESS_AFTER_DAYS",
@@ -187,9 +207,58 @@ def test_env_vars_are_named_after_section_and_key() -> None:
 
 
 def test_env_vars_apply_without_a_file(empty_cwd: Path) -> None:
-    settings = load_settings(None, {"OI_COLLECT_UNDERLYINGS": "BTC", "OI_COLLECT_INTERVAL_S": "120"})
-    assert (settings.collect.underlyings, settings.collect.interval_s) == (("BTC",), 120)
+    settings = load_settings(None, {"OI_BINANCE_UNDERLYINGS": "BTC", "OI_COLLECT_INTERVAL_S": "120"})
+    assert (settings.binance.underlyings, settings.collect.interval_s) == (("BTC",), 120)
     assert settings.source == "defaults"
+
+
+# keys of earlier versions: still read, with one warning naming the new key
+
+RENAMED_CASES: list[tuple[str, str, str, object]] = [
+    # old env var, old file text, new key, the value both give
+    (
+        "OI_EXCHANGE_BASE_URL",
+        '[exchange]\nbase_url = "http://old.example"\n',
+        "base_url",
+        "http://old.example",
+    ),
+    ("OI_COLLECT_UNDERLYINGS", '[collect]\nunderlyings = ["ETH"]\n', "underlyings", ("ETH",)),
+    ("OI_COLLECT_EXPIRIES", '[collect]\nexpiries = ["251226"]\n', "expiries", ("251226",)),
+]
+
+
+@pytest.mark.parametrize(("env_var", "text", "name", "value"), RENAMED_CASES)
+def test_an_old_key_in_the_file_still_works_with_one_warning_naming_the_new_key(
+    tmp_path: Path, env_var: str, text: str, name: str, value: object
+) -> None:
+    settings = load_settings(str(_write(tmp_path, text)), {})
+    assert getattr(settings.binance, name) == value
+    [warning] = settings.warnings
+    assert f"is an old name: use [binance] {name} (env var OI_BINANCE_{name.upper()})" in warning
+
+
+@pytest.mark.parametrize(("env_var", "text", "name", "value"), RENAMED_CASES)
+def test_an_old_env_var_still_works_with_one_warning_naming_the_new_one(
+    empty_cwd: Path, env_var: str, text: str, name: str, value: object
+) -> None:
+    raw = ",".join(value) if isinstance(value, tuple) else str(value)
+    settings = load_settings(None, {env_var: raw})
+    assert getattr(settings.binance, name) == value
+    [warning] = settings.warnings
+    assert warning.startswith(f"env var {env_var} is an old name: use [binance] {name}")
+
+
+def test_the_new_key_beats_the_old_one_and_the_old_one_is_said_to_be_ignored(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[exchange]\nbase_url = "http://old.example"\n')
+    settings = load_settings(str(path), {"OI_BINANCE_BASE_URL": "http://new.example"})
+    assert settings.binance.base_url == "http://new.example"
+    [warning] = settings.warnings
+    assert "is an old name and is ignored: env var OI_BINANCE_BASE_URL sets [binance] base_url" in warning
+
+
+def test_the_shipped_file_and_the_defaults_give_no_warning(empty_cwd: Path) -> None:
+    assert load_settings(str(SHIPPED), {}).warnings == ()
+    assert load_settings(None, {"OI_BINANCE_BASE_URL": "http://a.example"}).warnings == ()
 
 
 def test_other_env_vars_are_ignored(empty_cwd: Path) -> None:
@@ -247,21 +316,24 @@ FILE_ERRORS: list[tuple[str, str]] = [
     ("exchange = 5\n", "[exchange]"),
     ("[exchange]\ntimeout = 5\n", "[exchange] timeout"),
     ("[collect]\ninterval = 60\n", "[collect] interval"),
-    ("[exchange]\nbase_url = 'ftp://eapi.binance.com'\n", "[exchange] base_url"),
-    ("[exchange]\nbase_url = 5\n", "[exchange] base_url"),
+    ("[binance]\nbase_url = 'ftp://eapi.binance.com'\n", "[binance] base_url"),
+    ("[binance]\nbase_url = 5\n", "[binance] base_url"),
+    ("[exchange]\nbase_url = 'ftp://eapi.binance.com'\n", "[exchange] base_url"),  # the old name
     ("[exchange]\ntimeout_s = 'fast'\n", "[exchange] timeout_s"),
     ("[exchange]\ntimeout_s = true\n", "[exchange] timeout_s"),
     ("[exchange]\ntimeout_s = 0\n", "[exchange] timeout_s"),
     ("[exchange]\nmax_in_flight = 2.5\n", "[exchange] max_in_flight"),
     ("[exchange]\nmax_in_flight = 0\n", "[exchange] max_in_flight"),
-    ("[collect]\nunderlyings = []\n", "[collect] underlyings"),
-    ("[collect]\nunderlyings = 'BTC,'\n", "[collect] underlyings"),
-    ("[collect]\nunderlyings = ['BTC', 5]\n", "[collect] underlyings"),
-    ("[collect]\nunderlyings = ['BTC-USDT']\n", "[collect] underlyings"),
-    ("[collect]\nexpiries = []\n", "[collect] expiries"),
-    ("[collect]\nexpiries = ['251399']\n", "[collect] expiries"),
-    ("[collect]\nexpiries = ['2512']\n", "[collect] expiries"),
-    ("[collect]\nexpiries = 'every'\n", "[collect] expiries"),
+    ("[binance]\nunderlyings = []\n", "[binance] underlyings"),
+    ("[binance]\nunderlyings = 'BTC,'\n", "[binance] underlyings"),
+    ("[binance]\nunderlyings = ['BTC', 5]\n", "[binance] underlyings"),
+    ("[binance]\nunderlyings = ['BTC-USDT']\n", "[binance] underlyings"),
+    ("[collect]\nunderlyings = ['BTC-USDT']\n", "[collect] underlyings"),  # the old name
+    ("[binance]\nexpiries = []\n", "[binance] expiries"),
+    ("[binance]\nexpiries = ['251399']\n", "[binance] expiries"),
+    ("[binance]\nexpiries = ['2512']\n", "[binance] expiries"),
+    ("[binance]\nexpiries = 'every'\n", "[binance] expiries"),
+    ("[collect]\nexpiries = 'every'\n", "[collect] expiries"),  # the old name
     ("[collect]\ninterval_s = 0\n", "[collect] interval_s"),
     ("[collect]\ninterval_s = -60\n", "[collect] interval_s"),
     ("[collect]\noffset_s = -1\n", "[collect] offset_s"),
@@ -277,6 +349,12 @@ FILE_ERRORS: list[tuple[str, str]] = [
     ("[venues]\nenabled = ['binance', 'kraken']\n", "[venues] enabled"),
     ("[deribit]\ncurrencies = ['BTC-USD']\n", "[deribit] currencies"),
     ("[deribit]\nbase_url = 'www.deribit.com'\n", "[deribit] base_url"),
+    ("[okx]\nfamilies = ['BTC']\n", "[okx] families"),
+    ("[okx]\nfamilies = []\n", "[okx] families"),
+    ("[okx]\nbase_url = 'https://'\n", "[okx] base_url"),
+    ("[bybit]\nbase_coins = ['BTC-USDT']\n", "[bybit] base_coins"),
+    ("[bybit]\nbase_coins = 'BTC,,ETH'\n", "[bybit] base_coins"),
+    ("[bybit]\nbase_url = 'api.bybit.com'\n", "[bybit] base_url"),
 ]
 
 
@@ -299,7 +377,7 @@ def test_invalid_toml_is_a_config_error_naming_the_file(tmp_path: Path) -> None:
 
 def test_an_unknown_key_error_lists_the_known_keys(tmp_path: Path) -> None:
     message = _config_error(str(_write(tmp_path, "[exchange]\ntimeout = 5\n")), {})
-    assert "base_url, max_in_flight, timeout_s" in message
+    assert "base_url, max_in_flight, timeout_s" in message  # base_url: the old name of [binance] base_url
 
 
 def test_the_default_file_is_checked_too(empty_cwd: Path) -> None:
@@ -310,14 +388,16 @@ def test_the_default_file_is_checked_too(empty_cwd: Path) -> None:
 # errors from env vars: each names the env var
 
 ENV_ERRORS: list[tuple[str, str]] = [
-    ("OI_EXCHANGE_BASE_URL", "eapi.binance.com"),
+    ("OI_BINANCE_BASE_URL", "eapi.binance.com"),
+    ("OI_EXCHANGE_BASE_URL", "eapi.binance.com"),  # the old name
     ("OI_EXCHANGE_TIMEOUT_S", "fast"),
     ("OI_EXCHANGE_TIMEOUT_S", "-1"),
     ("OI_EXCHANGE_MAX_IN_FLIGHT", "2.5"),
-    ("OI_COLLECT_UNDERLYINGS", ""),
-    ("OI_COLLECT_UNDERLYINGS", "BTC,,ETH"),
-    ("OI_COLLECT_EXPIRIES", "251399"),
-    ("OI_COLLECT_EXPIRIES", "251226,next"),
+    ("OI_BINANCE_UNDERLYINGS", ""),
+    ("OI_BINANCE_UNDERLYINGS", "BTC,,ETH"),
+    ("OI_BINANCE_EXPIRIES", "251399"),
+    ("OI_BINANCE_EXPIRIES", "251226,next"),
+    ("OI_COLLECT_EXPIRIES", "251226,next"),  # the old name
     ("OI_COLLECT_INTERVAL_S", "0"),
     ("OI_COLLECT_INTERVAL_S", "sixty"),
     ("OI_COLLECT_OFFSET_S", "-5"),
@@ -325,9 +405,13 @@ ENV_ERRORS: list[tuple[str, str]] = [
     ("OI_DATABASE_TIMESCALEDB", "yes"),
     ("OI_DATABASE_DROP_RAW_AFTER_DAYS", "0"),
     ("OI_DATABASE_DROP_RAW_AFTER_DAYS", "off"),
-    ("OI_VENUES_ENABLED", "okx"),
+    ("OI_VENUES_ENABLED", "kraken"),
     ("OI_VENUES_ENABLED", "binance,,deribit"),
     ("OI_DERIBIT_CURRENCIES", ""),
+    ("OI_OKX_FAMILIES", "BTC-USD,BTC_USD"),
+    ("OI_OKX_BASE_URL", "http:// spaced.example"),
+    ("OI_BYBIT_BASE_COINS", "BTC/USDT"),
+    ("OI_BYBIT_BASE_URL", ""),
 ]
 
 

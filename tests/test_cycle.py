@@ -18,7 +18,7 @@ from collector.records import Scope
 from collector.sink.store import Store
 from collector.venues import Fetched, Gates, Scopes, make_venues
 from collector.venues.gate import ExchangeGate
-from tests.conftest import with_collect
+from tests.conftest import with_binance
 from tests.fake_exchange import (
     RECENT_MINUTE_MS,
     FakeExchange,
@@ -65,7 +65,7 @@ def test_a_cycle_stores_exactly_what_the_exchange_served(
     fake.minute_ms = RECENT_MINUTE_MS
     report = collect(settings, store)
     assert report.ok
-    assert report.pairs_ok == len(fake.pairs())
+    assert report.scopes_ok == len(fake.pairs())
     assert stored_rows(engine) == served(fake)
 
 
@@ -130,15 +130,15 @@ def test_malformed_rows_are_rejected_one_by_one_and_good_rows_kept(
 @pytest.mark.parametrize(
     ("fault", "expected"),
     [
-        (http_error(400, -1121, "Invalid symbol."), "HTTP 400, exchange code -1121: Invalid symbol."),
+        (http_error(400, -1121, "Invalid symbol."), "HTTP 400, binance error -1121: Invalid symbol."),
         (
             http_error(503, -1001, "Service Unavailable."),
-            "HTTP 503, exchange code -1001: Service Unavailable.",
+            "HTTP 503, binance error -1001: Service Unavailable.",
         ),
         (html_page(200), "HTTP 200 with an HTML page"),
         (html_page(502), "HTTP 502 with an HTML page"),
         (truncated_json(), "HTTP 200 with a body that is not JSON"),
-        (http_error(200, -1000, "An unknown error occurred."), "HTTP 200, exchange code -1000"),
+        (http_error(200, -1000, "An unknown error occurred."), "HTTP 200, binance error -1000"),
     ],
 )
 def test_a_failing_pair_fails_alone(
@@ -155,10 +155,10 @@ def test_a_failing_pair_fails_alone(
     with caplog.at_level(logging.ERROR, logger="collector.cycle"):
         report = collect(settings, store, budget_s=2.0)
     assert not report.ok
-    assert [str(outcome.scope) for outcome in report.outcomes if not outcome.ok] == ["BTC 251226"]
+    assert [outcome.scope.label for outcome in report.outcomes if not outcome.ok] == ["BTC 251226"]
     others = [pair for pair in fake.pairs() if pair != ("BTC", "251226")]
     assert stored_rows(engine) == served(fake, others)
-    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("BTC 251226")]
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("binance BTC 251226")]
     assert expected in line
 
 
@@ -167,7 +167,7 @@ def test_a_timeout_fails_only_that_pair(settings: Settings, store: Store, fake: 
     fake.inject(Fault(delay_s=1.0), underlying="SOL", expiry="251226", times=None)
     report = collect(quick, store, budget_s=2.0)
     failed = [outcome for outcome in report.outcomes if not outcome.ok]
-    assert [str(outcome.scope) for outcome in failed] == ["SOL 251226"]
+    assert [outcome.scope.label for outcome in failed] == ["SOL 251226"]
     assert "timed out" in str(failed[0].error)
 
 
@@ -182,7 +182,7 @@ def test_an_empty_answer_stores_nothing_for_that_pair_and_says_so(
 
 def test_explicit_expiries_poll_exactly_those(settings: Settings, store: Store, fake: FakeExchange) -> None:
     expiries = sorted({expiry for _, expiry in fake.pairs()})[:2]
-    report = collect(with_collect(settings, underlyings=("BTC", "ETH"), expiries=tuple(expiries)), store)
+    report = collect(with_binance(settings, underlyings=("BTC", "ETH"), expiries=tuple(expiries)), store)
     assert sorted((o.scope.underlying, f"{o.scope.expiry:%y%m%d}") for o in report.outcomes) == sorted(
         (underlying, expiry) for underlying in ("BTC", "ETH") for expiry in expiries
     )
@@ -190,22 +190,22 @@ def test_explicit_expiries_poll_exactly_those(settings: Settings, store: Store, 
 
 def test_all_expiries_follow_the_listing_at_each_cycle(settings: Settings, store: Store) -> None:
     with FakeExchange({"BTC": ["251226"]}) as small:
-        pointed = replace(settings, exchange=replace(settings.exchange, base_url=small.base_url))
-        first = collect(with_collect(pointed, underlyings=("BTC",)), store)
+        pointed = with_binance(settings, base_url=small.base_url, underlyings=("BTC",))
+        first = collect(pointed, store)
         small.set_universe({"BTC": ["251226", "260102"]})
-        second = collect(with_collect(pointed, underlyings=("BTC",)), store)
-    assert [str(o.scope) for o in first.outcomes] == ["BTC 251226"]
-    assert [str(o.scope) for o in second.outcomes] == ["BTC 251226", "BTC 260102"]
+        second = collect(pointed, store)
+    assert [o.scope.label for o in first.outcomes] == ["BTC 251226"]
+    assert [o.scope.label for o in second.outcomes] == ["BTC 251226", "BTC 260102"]
 
 
 def test_an_unlisted_underlying_is_named_beside_the_listed_ones(
     settings: Settings, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.ERROR, logger="collector.cycle"):
-        report = collect(with_collect(settings, underlyings=("BTCUSDT", "ETH")), store)
+        report = collect(with_binance(settings, underlyings=("BTCUSDT", "ETH")), store)
     assert not report.ok
     assert report.unlisted == ("BTCUSDT",)
-    assert report.pairs_ok > 0  # ETH was still collected
+    assert report.scopes_ok > 0  # ETH was still collected
     assert any(
         "not listed by the exchange: BTCUSDT (listed: BNB, BTC, DOGE, ETH, SOL, XRP)" in r.getMessage()
         for r in caplog.records
@@ -229,21 +229,18 @@ def test_a_cycle_starts_on_the_last_known_pairs_and_polls_them_when_the_listing_
     assert len(known.by_venue["binance"]) == len(fake.pairs())
     fake.inject(html_page(503), path="/eapi/v1/exchangeInfo", times=None)
     report = asyncio.run(collect_once(settings, store, gate, time.time() + 2.0, known))
-    assert report.pairs_ok == len(fake.pairs())
+    assert report.scopes_ok == len(fake.pairs())
     assert report.problem is None
 
 
 def test_a_pair_that_is_no_longer_listed_is_dropped(settings: Settings, store: Store) -> None:
     with FakeExchange({"BTC": ["251226", "260102"]}) as small:
-        pointed = with_collect(
-            replace(settings, exchange=replace(settings.exchange, base_url=small.base_url)),
-            underlyings=("BTC",),
-        )
+        pointed = with_binance(settings, base_url=small.base_url, underlyings=("BTC",))
         known, gate = KnownScopes(), ExchangeGate()
         asyncio.run(collect_once(pointed, store, gate, None, known))
         small.set_universe({"BTC": ["260102"]})
         report = asyncio.run(collect_once(pointed, store, gate, None, known))
-    assert [str(outcome.scope) for outcome in report.outcomes] == ["BTC 260102"]
+    assert [outcome.scope.label for outcome in report.outcomes] == ["BTC 260102"]
     assert report.ok
 
 
@@ -273,4 +270,4 @@ def test_a_venue_whose_planning_breaks_costs_only_that_venue(
 
     report = asyncio.run(cycle())
     assert not report.ok and report.problem is not None and report.problem.startswith("broken: TypeError")
-    assert report.pairs_ok == len(fake.pairs()) and report.rows_fetched == len(fake.all_rows())
+    assert report.scopes_ok == len(fake.pairs()) and report.rows_fetched == len(fake.all_rows())

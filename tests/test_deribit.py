@@ -9,15 +9,13 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import httpx
-import psycopg
 import pytest
-from sqlalchemy.engine import make_url
 
 from collector.config import Settings
 from collector.errors import ExchangeError, FatalExchangeError, RetriableExchangeError
 from collector.records import Rejection
 from collector.venues.deribit import normalise_rows, parse_instrument, parse_response
-from tests.conftest import cli_env, run_cli
+from tests.conftest import StoredRow, cli_env, run_cli, stored_rows
 from tests.fake_deribit import FakeDeribit, too_many_requests
 from tests.fake_exchange import RECENT_MINUTE_MS, FakeExchange, html_page, http_error
 
@@ -152,30 +150,21 @@ def binance() -> Iterator[FakeExchange]:
 def both(settings: Settings, binance: FakeExchange, deribit: FakeDeribit, **extra: str) -> dict[str, str]:
     return cli_env(
         settings,
-        OI_EXCHANGE_BASE_URL=binance.base_url,
-        OI_COLLECT_UNDERLYINGS="BTC",
+        OI_BINANCE_BASE_URL=binance.base_url,
+        OI_BINANCE_UNDERLYINGS="BTC",
         OI_VENUES_ENABLED="binance,deribit",
         OI_DERIBIT_BASE_URL=deribit.base_url,
         **extra,
     )
 
 
-def stored(url: str, venue: str) -> dict[str, tuple[str, str, str | None]]:
-    plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(plain) as connection:
-        rows = connection.execute(
-            "SELECT symbol, (extract(epoch FROM ts) * 1000)::bigint, open_interest::text,"
-            " underlying_price::text FROM open_interest WHERE venue = %s",
-            (venue,),
-        ).fetchall()
-    return {symbol: (str(ms), oi, price) for symbol, ms, oi, price in rows}
-
-
-def served(deribit: FakeDeribit) -> dict[str, tuple[str, str, str | None]]:
+def served(deribit: FakeDeribit) -> dict[str, StoredRow]:
+    """What the fake served, as stored_rows gives it: Deribit's numbers are JSON numbers, written out."""
     return {
         row["instrument_name"]: (
             str(row["creation_timestamp"]),
             format(Decimal(row["open_interest"]), "f"),
+            None,
             None if row["underlying_price"] is None else format(Decimal(row["underlying_price"]), "f"),
         )
         for scope in deribit.scopes()
@@ -189,8 +178,8 @@ def test_every_deribit_row_is_stored_digit_for_digit_beside_binance(
     deribit.minute_ms = int(datetime.now(UTC).timestamp() // 60 * 60_000)
     result = run_cli("once", env=both(settings, binance, deribit))
     assert result.returncode == 0, result.stderr
-    assert stored(settings.database.url, "deribit") == served(deribit)
-    assert len(stored(settings.database.url, "binance")) == len(binance.rows_for("BTC", "251226"))
+    assert stored_rows(settings.database.url, "deribit") == served(deribit)
+    assert len(stored_rows(settings.database.url, "binance")) == len(binance.rows_for("BTC", "251226"))
     assert len(deribit.requests_to("/api/v2/public/get_book_summary_by_currency")) == 3  # one per currency
 
 
@@ -200,8 +189,8 @@ def test_deribit_down_costs_only_deribit(
     deribit.inject(html_page(502), times=None)
     result = run_cli("once", env=both(settings, binance, deribit, OI_EXCHANGE_TIMEOUT_S="1"))
     assert result.returncode == 1
-    assert stored(settings.database.url, "deribit") == {}
-    assert len(stored(settings.database.url, "binance")) == len(binance.rows_for("BTC", "251226"))
+    assert stored_rows(settings.database.url, "deribit") == {}
+    assert len(stored_rows(settings.database.url, "binance")) == len(binance.rows_for("BTC", "251226"))
 
 
 def test_a_deribit_rate_limit_pauses_deribit_only(
@@ -212,7 +201,7 @@ def test_a_deribit_rate_limit_pauses_deribit_only(
     result = run_cli("once", env=both(settings, binance, deribit))
     assert result.returncode == 0, result.stderr
     assert "rate limited (HTTP 429)" in result.stderr
-    assert stored(settings.database.url, "deribit") == served(deribit)  # the paused request went again
+    assert stored_rows(settings.database.url, "deribit") == served(deribit)  # the paused request went again
 
 
 def test_a_binance_ban_never_pauses_deribit(
@@ -222,5 +211,5 @@ def test_a_binance_ban_never_pauses_deribit(
     binance.inject(http_error(418, -1003, "Way too many requests; IP banned.", retry_after=300), times=None)
     result = run_cli("once", env=both(settings, binance, deribit))
     assert result.returncode == 1
-    assert stored(settings.database.url, "deribit") == served(deribit)
+    assert stored_rows(settings.database.url, "deribit") == served(deribit)
     assert "binance banned this IP (HTTP 418)" in result.stderr

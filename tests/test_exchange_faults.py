@@ -16,7 +16,7 @@ from collector.records import Pair
 from collector.sink.store import Store
 from collector.venues import binance
 from collector.venues.gate import ExchangeGate
-from tests.conftest import cli_env, run_cli, with_collect
+from tests.conftest import cli_env, run_cli, with_binance
 from tests.fake_exchange import (
     OPEN_INTEREST,
     FakeExchange,
@@ -167,7 +167,7 @@ def test_retries_never_run_past_the_next_cycles_start(
     assert time.time() - started < 2.5
     assert not outcome(report).ok
     assert outcome(report).attempts >= 2
-    assert report.pairs_ok == len(fake.pairs()) - 1
+    assert report.scopes_ok == len(fake.pairs()) - 1
 
 
 @pytest.mark.parametrize(
@@ -189,7 +189,7 @@ def test_answers_that_a_retry_cannot_fix_are_not_retried(
     report = collect(settings, store, gate)
     assert len(pair_requests(fake)) == 1
     assert outcome(report).ok is not failed
-    assert report.pairs_ok == len(fake.pairs()) - failed
+    assert report.scopes_ok == len(fake.pairs()) - failed
 
 
 def test_used_weight_is_read_and_the_collector_slows_down_before_the_limit(
@@ -198,11 +198,10 @@ def test_used_weight_is_read_and_the_collector_slows_down_before_the_limit(
     limits = [{"rateLimitType": "REQUEST_WEIGHT", "interval": "SECOND", "intervalNum": 1, "limit": 8}]
     universe = {"BTC": ["251226", "260102", "260109", "260116", "260130", "260227", "260327", "260626"]}
     with FakeExchange(universe, rate_limits=limits) as strict:
-        exchange = replace(settings.exchange, base_url=strict.base_url)
-        pointed = with_collect(replace(settings, exchange=exchange), underlyings=("BTC",))
+        pointed = with_binance(settings, base_url=strict.base_url, underlyings=("BTC",))
         report = collect(pointed, store, gate)
         assert strict.count_status(429) == 0 and strict.count_status(418) == 0
         assert report.ok
-        assert report.used_weight is not None and report.used_weight <= 8
+        assert report.used_weight["binance"] <= 8
         assert gate.limits == {1: 8}
         assert len(stored_symbols(store)) == len(strict.all_rows())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -15,7 +14,7 @@ from collector.config import Settings
 from collector.cycle import collect_once
 from collector.sink.store import Store
 from collector.venues.gate import ExchangeGate
-from tests.conftest import cli_env, run_cli
+from tests.conftest import cli_env, run_cli, with_binance
 from tests.fake_exchange import FakeExchange, html_page
 
 EXPIRED, LIVE = "251226", "271231"  # one expiry settled long ago, one that trades for a while yet
@@ -26,11 +25,7 @@ def small(settings: Settings) -> Iterator[tuple[FakeExchange, Settings]]:
     if time.time() % 60 > 55:  # keep the whole test inside one wall-clock minute
         time.sleep(6)
     with FakeExchange({"BTC": [EXPIRED, LIVE]}) as fake:
-        exchange = replace(settings.exchange, base_url=fake.base_url)
-        yield (
-            fake,
-            replace(settings, exchange=exchange, collect=replace(settings.collect, underlyings=("BTC",))),
-        )
+        yield fake, with_binance(settings, base_url=fake.base_url, underlyings=("BTC",))
 
 
 def this_minute() -> datetime:

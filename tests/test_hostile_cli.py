@@ -49,7 +49,7 @@ def fake() -> Iterator[FakeExchange]:
 
 def once(settings: Settings, **env: str) -> subprocess.CompletedProcess[str]:
     """`oi-collector once` on the small universe; whatever it met, no traceback reached stderr."""
-    result = run_cli("once", env=cli_env(settings, OI_COLLECT_UNDERLYINGS="BTC,ETH", **env))
+    result = run_cli("once", env=cli_env(settings, OI_BINANCE_UNDERLYINGS="BTC,ETH", **env))
     assert "Traceback" not in result.stderr, result.stderr
     return result
 
@@ -362,7 +362,7 @@ def test_sigterm_while_one_pair_drips_stores_every_pair_fetched_so_far(
     daemon = start_daemon(
         settings,
         fake,
-        OI_COLLECT_UNDERLYINGS="BTC,ETH",
+        OI_BINANCE_UNDERLYINGS="BTC,ETH",
         OI_COLLECT_INTERVAL_S="60",
         OI_EXCHANGE_TIMEOUT_S="30",
     )

@@ -22,7 +22,7 @@ from collector.sink.postgres import PostgresSink, make_engine
 from collector.sink.spool import Spool
 from collector.sink.store import Store
 from collector.venues.gate import ExchangeGate
-from tests.conftest import REPO, advance_minutes, cli_env, run_cli, start_daemon
+from tests.conftest import REPO, advance_minutes, cli_env, run_cli, start_daemon, with_binance
 from tests.fake_exchange import RECENT_MINUTE_MS, FakeExchange
 from tests.tcp_proxy import TcpProxy
 
@@ -42,9 +42,8 @@ def proxied(settings: Settings, proxy: TcpProxy) -> Iterator[tuple[Settings, Fak
     """Settings whose database URL goes through the proxy, and a small fake exchange (fast cycles)."""
     url = make_url(settings.database.url).set(port=proxy.port).render_as_string(hide_password=False)
     with FakeExchange(UNIVERSE, minute_ms=MINUTE) as fake:
-        exchange = replace(settings.exchange, base_url=fake.base_url)
-        collect = replace(settings.collect, underlyings=("BTC", "ETH", "DOGE"))
-        yield replace(settings, exchange=exchange, collect=collect, database=DatabaseSettings(url=url)), fake
+        pointed = with_binance(settings, base_url=fake.base_url, underlyings=("BTC", "ETH", "DOGE"))
+        yield replace(pointed, database=DatabaseSettings(url=url)), fake
 
 
 def query(settings: Settings, sql: str) -> list[tuple]:
@@ -123,7 +122,7 @@ def test_sigkill_mid_outage_then_restart_loses_nothing_that_reached_the_spool(
     spooled = Spool(settings.spool.dir, 1).pending()
     assert spooled
     proxy.restore()
-    again = run_cli("once", env=cli_env(through_proxy, OI_COLLECT_UNDERLYINGS="BTC,ETH,DOGE"))
+    again = run_cli("once", env=cli_env(through_proxy, OI_BINANCE_UNDERLYINGS="BTC,ETH,DOGE"))
     assert again.returncode == 0, again.stderr
     assert f"wrote {len(spooled)} spooled batches" in again.stderr
     expected = dict.fromkeys(minutes, len(fake.all_rows()))
@@ -155,9 +154,7 @@ def test_a_daemon_started_while_the_database_is_down_collects_and_migrates_later
         fake.minute_ms = MINUTE
         proxied_url = url.set(port=own_proxy.port).render_as_string(hide_password=False)
         own = replace(
-            settings,
-            exchange=replace(settings.exchange, base_url=fake.base_url),
-            collect=replace(settings.collect, underlyings=("BTC", "ETH", "DOGE")),
+            with_binance(settings, base_url=fake.base_url, underlyings=("BTC", "ETH", "DOGE")),
             database=DatabaseSettings(url=proxied_url),
         )
         own_proxy.cut()

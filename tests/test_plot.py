@@ -7,6 +7,7 @@ import asyncio
 import socket
 import struct
 import time
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -17,10 +18,11 @@ from matplotlib.image import imread
 from sqlalchemy import Engine
 
 from collector.cli import size_arg, time_arg
-from collector.config import CollectSettings, Settings
+from collector.config import Settings
 from collector.cycle import collect_once
-from collector.plot import CALLS, PUTS
-from collector.sink.postgres import strike_book, symbol_history
+from collector.plot import CALLS, PUTS, SHADES
+from collector.records import Batch, OpenInterest
+from collector.sink.postgres import PostgresSink, strike_book, symbol_history
 from collector.sink.store import Store
 from collector.venues.gate import ExchangeGate
 from tests.conftest import cli_env, run_cli
@@ -37,7 +39,7 @@ def minutes(settings: Settings, store: Store, gate: ExchangeGate, fake: FakeExch
     first = int(time.time() // 60 * 60_000) - 10 * 60_000
     only_btc = Settings(
         exchange=settings.exchange, database=settings.database, spool=settings.spool, venues=settings.venues,
-        collect=CollectSettings(underlyings=("BTC",), expiries=("251226",)),
+        binance=replace(settings.binance, underlyings=("BTC",), expiries=("251226",)),
     )  # fmt: skip
     stored = []
     for minute in range(6):
@@ -72,9 +74,9 @@ def test_strike_book_is_the_stored_snapshot_by_strike(
         expected.setdefault(Decimal(strike), [Decimal(0), Decimal(0)])[side == "P"] = Decimal(
             row["sumOpenInterest"]
         )
-    assert (
-        dict(zip(book.strikes, map(list, zip(book.calls, book.puts, strict=True)), strict=True)) == expected
-    )
+    calls, puts = book.calls["binance"], book.puts["binance"]
+    assert dict(zip(book.strikes, map(list, zip(calls, puts, strict=True)), strict=True)) == expected
+    assert (set(book.calls), book.venue) == ({"binance"}, None)
     assert book.max_pain in book.strikes
 
 
@@ -107,7 +109,7 @@ def test_plot_at_a_time_uses_the_snapshot_at_or_before_it(
 def test_plot_history_draws_one_symbol_over_time(
     settings: Settings, engine: Engine, minutes: list, tmp_path: Path
 ) -> None:
-    assert [ts for ts, _ in symbol_history(engine, SYMBOL, None)] == minutes
+    assert [ts for ts, _ in symbol_history(engine, SYMBOL, None)["binance"]] == minutes
     out = tmp_path / "history.png"
     result = run_cli("plot", "--history", SYMBOL, "--since", "1d", "--out", str(out), env=cli_env(settings))
     assert result.returncode == 0, result.stderr
@@ -181,3 +183,41 @@ def test_a_time_without_an_offset_is_utc() -> None:
     assert time_arg("2025-12-20T09:00+01:00") == datetime(
         2025, 12, 20, 9, 0, tzinfo=timezone(timedelta(hours=1))
     )
+
+
+@pytest.fixture
+def two_venues(sink: PostgresSink, minutes: list) -> list:
+    """Deribit rows for the same expiry beside the fake Binance's, at the newest of its minutes."""
+    at = minutes[-1] + timedelta(milliseconds=345)
+    rows = [
+        OpenInterest("deribit", f"BTC-26DEC25-{strike}-{side[0].upper()}", at, "BTC", date(2025, 12, 26),
+                     Decimal(strike), side, Decimal(500), None, Decimal(97000), at)  # type: ignore[arg-type]
+        for strike in (100_000, 105_000) for side in ("call", "put")
+    ]  # fmt: skip
+    sink.write(Batch([], rows))
+    return minutes
+
+
+def test_plot_by_strike_stacks_every_venue_unless_one_is_asked_for(
+    settings: Settings, engine: Engine, two_venues: list, tmp_path: Path
+) -> None:
+    book = strike_book(engine, "BTC", date(2025, 12, 26), datetime.now(UTC))
+    assert book is not None and set(book.calls) == {"binance", "deribit"}
+    assert book.calls["deribit"][book.strikes.index(Decimal(100_000))] == 500
+    deribit_calls, _ = SHADES["deribit"]
+    drawn = {}
+    for venue in (None, "binance", "deribit"):
+        out = tmp_path / f"{venue}.png"
+        chosen = [] if venue is None else ["--venue", venue]
+        result = run_cli("plot", "--underlying", "BTC", "--expiry", "251226", *chosen, "--out", str(out),
+                         env=cli_env(settings))  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        drawn[venue] = imread(out)
+    assert pixels_of(deribit_calls, drawn[None]) > 500 and pixels_of(CALLS, drawn[None]) > 500
+    assert pixels_of(deribit_calls, drawn["binance"]) == 0
+    assert pixels_of(deribit_calls, drawn["deribit"]) > 500 and pixels_of(CALLS, drawn["deribit"]) == 0
+
+
+def test_history_of_a_symbol_is_per_venue(engine: Engine, two_venues: list) -> None:
+    assert set(symbol_history(engine, "BTC-26DEC25-100000-C", None)) == {"deribit"}
+    assert symbol_history(engine, "BTC-26DEC25-100000-C", None, "binance") == {}

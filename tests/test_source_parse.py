@@ -58,7 +58,7 @@ def test_a_200_exchange_error_object_is_fatal_with_its_code_and_message() -> Non
     error = _error(_response(200, {"code": -1121, "msg": "Invalid symbol."}))
     assert isinstance(error, FatalExchangeError)
     assert (error.status, error.code, error.exchange_message) == (200, -1121, "Invalid symbol.")
-    assert str(error) == f"{WHAT}: HTTP 200, exchange code -1121: Invalid symbol."
+    assert str(error) == f"{WHAT}: HTTP 200, binance error -1121: Invalid symbol."
 
 
 def test_a_429_is_retriable_after_the_retry_after_seconds() -> None:
@@ -139,7 +139,7 @@ def test_a_400_missing_parameter_is_fatal_with_its_code() -> None:
     error = _error(_response(400, body))
     assert isinstance(error, FatalExchangeError)
     assert (error.status, error.code, error.exchange_message) == (400, -1102, body["msg"])
-    assert "exchange code -1102" in str(error)
+    assert "binance error -1102" in str(error)
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404])

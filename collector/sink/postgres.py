@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
+from collector.config import VENUES
 from collector.errors import DatabaseAway, RowsRefused, SinkError
 from collector.records import Batch, OpenInterest, PairRun, RejectedRow, clean_text
 
@@ -199,57 +200,90 @@ def coverage_gaps(engine: Engine, since: timedelta) -> list[Gap]:
 
 @dataclass(frozen=True, slots=True)
 class StrikeBook:
-    """One expiry's open interest by strike at one snapshot: strikes ascending, calls and puts beside them."""
+    """One expiry's open interest by strike in the book at a time (``oi_book``): strikes ascending, and per
+    venue its calls and puts at each strike (0 where it lists none); ``venue`` None for every venue."""
 
     underlying: str
     expiry: date
-    snapshot: datetime
+    venue: str | None
+    snapshot: datetime  # the newest row of the book
     strikes: tuple[Decimal, ...]
-    calls: tuple[Decimal, ...]
-    puts: tuple[Decimal, ...]
+    calls: dict[str, tuple[Decimal, ...]]
+    puts: dict[str, tuple[Decimal, ...]]
     max_pain: Decimal | None  # the lowest strike when several tie
+
+    @property
+    def total_calls(self) -> Decimal:
+        return sum((sum(values, Decimal(0)) for values in self.calls.values()), Decimal(0))
+
+    @property
+    def total_puts(self) -> Decimal:
+        return sum((sum(values, Decimal(0)) for values in self.puts.values()), Decimal(0))
 
 
 _STRIKE_BOOK = text(
     """
-    SELECT ts, strike,
+    SELECT venue, strike, max(ts) AS ts,
            coalesce(sum(open_interest) FILTER (WHERE side = 'call'), 0) AS calls,
            coalesce(sum(open_interest) FILTER (WHERE side = 'put'), 0) AS puts
-    FROM open_interest
-    WHERE underlying = :underlying AND expiry = :expiry AND ts = (
-        SELECT max(ts) FROM open_interest WHERE underlying = :underlying AND expiry = :expiry AND ts <= :at)
-    GROUP BY ts, strike
-    ORDER BY strike
+    FROM oi_book(:underlying, :expiry, :at, :venue)
+    GROUP BY venue, strike
+    ORDER BY strike, venue
     """
 )
-_MAX_PAIN = text("SELECT min(strike) FROM oi_max_pain(:underlying, :expiry, :at)")
+_MAX_PAIN = text("SELECT min(strike) FROM oi_max_pain(:underlying, :expiry, :at, :venue)")
 
 
-def strike_book(engine: Engine, underlying: str, expiry: date, at: datetime) -> StrikeBook | None:
-    """The snapshot of ``underlying`` ``expiry`` at or before ``at``; None when there is none."""
-    params = {"underlying": underlying, "expiry": expiry, "at": at}
+def strike_book(
+    engine: Engine, underlying: str, expiry: date, at: datetime, venue: str | None = None
+) -> StrikeBook | None:
+    """The book of ``underlying`` ``expiry`` at ``at`` (of one venue, or of all); None when nothing is
+    stored at or before ``at``."""
+    params = {"underlying": underlying, "expiry": expiry, "at": at, "venue": venue}
     with _reading(engine) as connection:
         rows = connection.execute(_STRIKE_BOOK, params).all()
         if not rows:
             return None
         max_pain = connection.execute(_MAX_PAIN, params).scalar()
-    strikes = tuple(row.strike for row in rows)
-    calls = tuple(row.calls for row in rows)
-    puts = tuple(row.puts for row in rows)
-    return StrikeBook(underlying, expiry, rows[0].ts, strikes, calls, puts, max_pain)
+    strikes = tuple(sorted({row.strike for row in rows}))
+    venues = sorted({row.venue for row in rows})
+    calls = {name: [Decimal(0)] * len(strikes) for name in venues}
+    puts = {name: [Decimal(0)] * len(strikes) for name in venues}
+    position = {strike: index for index, strike in enumerate(strikes)}
+    for row in rows:
+        calls[row.venue][position[row.strike]] = row.calls
+        puts[row.venue][position[row.strike]] = row.puts
+    return StrikeBook(
+        underlying,
+        expiry,
+        venue,
+        max(row.ts for row in rows),
+        strikes,
+        {name: tuple(values) for name, values in calls.items()},
+        {name: tuple(values) for name, values in puts.items()},
+        max_pain,
+    )
 
 
+# venue = ANY(every venue) rather than no condition: the primary key (venue, symbol, ts) serves it then.
 _HISTORY = text(
-    "SELECT ts, open_interest FROM open_interest"
-    " WHERE symbol = :symbol AND ts >= coalesce(CAST(:since AS timestamptz), '-infinity') ORDER BY ts"
+    "SELECT venue, ts, open_interest FROM open_interest"
+    " WHERE venue = ANY(:venues) AND symbol = :symbol"
+    " AND ts >= coalesce(CAST(:since AS timestamptz), '-infinity') ORDER BY venue, ts"
 )
 
 
-def symbol_history(engine: Engine, symbol: str, since: datetime | None) -> list[tuple[datetime, Decimal]]:
-    """Every stored (ts, open interest) of ``symbol``, oldest first; from ``since`` when it is given."""
+def symbol_history(
+    engine: Engine, symbol: str, since: datetime | None, venue: str | None = None
+) -> dict[str, list[tuple[datetime, Decimal]]]:
+    """Every stored (ts, open interest) of ``symbol``, oldest first, per venue that lists it (or of one);
+    from ``since`` when it is given."""
+    history: dict[str, list[tuple[datetime, Decimal]]] = {}
     with _reading(engine) as connection:
-        rows = connection.execute(_HISTORY, {"symbol": symbol, "since": since})
-        return [(row.ts, row.open_interest) for row in rows]
+        venues = list(VENUES) if venue is None else [venue]
+        for row in connection.execute(_HISTORY, {"symbol": symbol, "since": since, "venues": venues}):
+            history.setdefault(row.venue, []).append((row.ts, row.open_interest))
+    return history
 
 
 @contextmanager

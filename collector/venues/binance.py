@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import httpx
 
-from collector.config import CollectSettings
-from collector.errors import FatalExchangeError, Hold, RetriableExchangeError
+from collector.config import BinanceSettings
+from collector.errors import FatalExchangeError
 from collector.normalise import Listing, Normalised, normalise_rows, parse_expiry, parse_listing
 from collector.records import Pair, Scope
 from collector.venues.base import Fetched, Scopes
 from collector.venues.gate import ExchangeGate
-from collector.venues.http import VenueHttp, decode_json, not_json, parse_retry_after, venue_error
+from collector.venues.http import VenueHttp, decode_json, failure, venue_error
 
 NAME = "binance"
 EXCHANGE_INFO = "/eapi/v1/exchangeInfo"
@@ -46,7 +45,7 @@ class BinanceVenue:
     """The pairs to poll (from ``exchangeInfo`` or the configured expiries) and one pair's open interest."""
 
     http: VenueHttp
-    collect: CollectSettings
+    settings: BinanceSettings
     name: str = NAME
     listing: Listing | None = field(default=None, init=False)
 
@@ -62,9 +61,9 @@ class BinanceVenue:
         except Exception as error:  # a listing that cannot be had costs the listing, not the cycle
             log.error("cannot read the exchange's listing: %s", error, extra={"venue": NAME})
             listing = None
-        if listing is None and self.collect.expiries is None:
+        if listing is None and self.settings.expiries is None:
             return Scopes([], (), NO_LISTING, listing_failed=True)
-        underlyings = self.collect.underlyings
+        underlyings = self.settings.underlyings
         unlisted: tuple[str, ...] = ()
         if listing is not None:
             unlisted = tuple(name for name in underlyings if name not in listing.underlyings)
@@ -76,9 +75,9 @@ class BinanceVenue:
                     extra={"venue": NAME},
                 )
             underlyings = tuple(name for name in underlyings if name not in unlisted)
-        if self.collect.expiries is not None:
+        if self.settings.expiries is not None:
             pairs = [
-                Pair(underlying, expiry) for underlying in underlyings for expiry in self.collect.expiries
+                Pair(underlying, expiry) for underlying in underlyings for expiry in self.settings.expiries
             ]
         else:
             assert listing is not None
@@ -110,25 +109,23 @@ class BinanceVenue:
 def parse_response(response: httpx.Response, what: str) -> object:
     """The JSON body of a good answer, or the ExchangeError that says exactly what came back.
 
-    The one place where HTTP status maps to an error class: 429, 418 and 5xx are retriable, every other
-    non-2xx is fatal, and so is a 2xx that is not JSON or is the exchange's ``{"code", "msg"}`` error object.
+    The one place where Binance's HTTP status maps to an error class: 429, 418 and 5xx are retriable, every
+    other non-2xx is fatal, and so is a 2xx that is not JSON or is the exchange's ``{"code", "msg"}`` error.
     """
     body = decode_json(response.content)
-    code, message = _exchange_error(body)
+    code, message = error = _exchange_error(body)
     status = response.status_code
     if response.is_success and body is not None and code is None:
         return body
-    detail = _describe(status, code, message, body is None, response)
-    error_class = RetriableExchangeError if status in (418, 429) or status >= 500 else FatalExchangeError
-    hold: Hold = "ban" if status == 418 else "pause" if status == 429 else "backoff"
-    raise error_class(
-        f"{what}: {detail}",
-        status=status,
-        code=code,
-        exchange_message=message,
-        retry_after_s=parse_retry_after(response.headers.get("Retry-After"), time.time()),
+    raise failure(
+        response,
+        what,
+        NAME,
+        body,
+        error,
+        retriable=status in (418, 429) or status >= 500,
+        hold="ban" if status == 418 else "pause" if status == 429 else "backoff",
         banned_until=_banned_until(message),
-        hold=hold,
     )
 
 
@@ -137,18 +134,6 @@ def _exchange_error(body: object) -> tuple[int | None, str | None]:
     if isinstance(body, dict) and "code" in body and "msg" in body:
         return venue_error(body["code"], body["msg"])
     return None, None
-
-
-def _describe(
-    status: int, code: int | None, message: str | None, not_a_json_body: bool, response: httpx.Response
-) -> str:
-    if code is not None:
-        return f"HTTP {status}, exchange code {code}: {message}"
-    if message is not None:
-        return f"HTTP {status}: {message}"
-    if not_a_json_body:
-        return not_json(status, response)
-    return f"HTTP {status}"
 
 
 def _banned_until(message: str | None) -> datetime | None:

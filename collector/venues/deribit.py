@@ -10,35 +10,36 @@ and ``underlying_price`` is the row's own.
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import httpx
 
-from collector.errors import FatalExchangeError, Hold, RetriableExchangeError
+from collector.errors import FatalExchangeError
 from collector.normalise import (
     MAX_SYMBOL_CHARS,
-    check_venue_time,
+    FieldError,
     keep_rows,
+    optional,
+    parse_dmmmyy,
     parse_number,
-    parse_timestamp_ms,
+    read_field,
+    row_and_symbol,
+    venue_time,
 )
 from collector.records import OpenInterest, Rejection, Scope, Side, shown
 from collector.venues.base import Fetched, Scopes
 from collector.venues.gate import ExchangeGate
-from collector.venues.http import VenueHttp, decode_json, not_json, parse_retry_after, venue_error
+from collector.venues.http import VenueHttp, decode_json, failure, venue_error
 
 NAME = "deribit"
 BOOK_SUMMARY = "/api/v2/public/get_book_summary_by_currency"
 _NAME = re.compile(
-    r"(?P<base>[A-Z0-9]{1,20})(?P<linear>_USDC)?-(?P<day>[0-9]{1,2})(?P<month>[A-Z]{3})(?P<year>[0-9]{2})"
+    r"(?P<base>[A-Z0-9]{1,20})(?P<linear>_USDC)?-(?P<expiry>[0-9]{1,2}[A-Z]{3}[0-9]{2})"
     r"-(?P<strike>[0-9]{1,30}(?:[dD][0-9]{1,30})?)-(?P<side>[CP])"
 )
-_MONTH_NAMES = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-_MONTHS = {name: number for number, name in enumerate(_MONTH_NAMES, start=1)}
 _SIDES: dict[str, Side] = {"C": "call", "P": "put"}
 RATE_LIMITED = 10028  # too_many_requests: out of credits, and the session is closed
 _TRY_AGAIN = {10040, 10066, 11051, 13028}  # retry, too many concurrent, maintenance, temporarily unavailable
@@ -64,14 +65,25 @@ def parse_instrument(name: str) -> Instrument:
     if len(name) > MAX_SYMBOL_CHARS:
         raise ValueError(f"{shown(name)} has {len(name)} characters; at most {MAX_SYMBOL_CHARS} are accepted")
     match = _NAME.fullmatch(name)
-    if match is None or match["month"] not in _MONTHS:
+    if match is None:
         raise ValueError(f"{shown(name)} is not BASE[_USDC]-DMMMYY-STRIKE-C|P")
-    try:
-        expiry = date(2000 + int(match["year"]), _MONTHS[match["month"]], int(match["day"]))
-    except ValueError:
-        raise ValueError(f"{name!r}: the expiry is not a real date") from None
     strike = parse_number(Decimal(match["strike"].replace("d", ".").replace("D", ".")))
+    expiry = parse_dmmmyy(match["expiry"])
     return Instrument(match["base"], match["linear"] is not None, expiry, strike, _SIDES[match["side"]])
+
+
+def _of_currency(currency: str) -> Callable[[object], Instrument]:
+    """A parser of instrument names that refuses those of another currency than the one asked for."""
+
+    def parse(name: object) -> Instrument:
+        instrument = parse_instrument(str(name))
+        if instrument.linear != (currency == "USDC") or (
+            currency != "USDC" and instrument.underlying != currency
+        ):
+            raise ValueError(f"is not an option of currency {currency}, the one asked for")
+        return instrument
+
+    return parse
 
 
 @dataclass
@@ -110,28 +122,17 @@ def normalise_rows(
 
 
 def normalise_row(row: object, currency: str, received_at: datetime) -> OpenInterest | Rejection:
-    if not isinstance(row, Mapping):
-        return Rejection(None, "row", f"is {type(row).__name__}, not an object")
-    name = row.get("instrument_name")
-    if not isinstance(name, str):
-        return Rejection(None, "instrument_name", f"is {shown(name)}, not a string")
-    field = "instrument_name"
+    start = row_and_symbol(row, "instrument_name")
+    if isinstance(start, Rejection):
+        return start
+    fields, name = start
     try:
-        instrument = parse_instrument(name)
-        if instrument.linear != (currency == "USDC") or (
-            currency != "USDC" and instrument.underlying != currency
-        ):
-            raise ValueError(f"is not an option of currency {currency}, the one asked for")
-        field = "creation_timestamp"
-        ts = parse_timestamp_ms(row.get("creation_timestamp"))
-        check_venue_time(ts, received_at)
-        field = "open_interest"
-        open_interest = parse_number(row.get("open_interest"))
-        field = "underlying_price"
-        price = row.get("underlying_price")
-        underlying_price = None if price is None else parse_number(price)
-    except ValueError as error:
-        return Rejection(name, field, str(error))
+        instrument = read_field(fields, "instrument_name", _of_currency(currency))
+        ts = read_field(fields, "creation_timestamp", venue_time(received_at))
+        open_interest = read_field(fields, "open_interest", parse_number)
+        price = read_field(fields, "underlying_price", optional(parse_number), required=False)
+    except FieldError as error:
+        return Rejection(name, error.field, error.reason)
     return OpenInterest(
         venue=NAME,
         symbol=name,
@@ -142,7 +143,7 @@ def normalise_row(row: object, currency: str, received_at: datetime) -> OpenInte
         side=instrument.side,
         open_interest=open_interest,
         open_interest_usd=None,  # Deribit serves none; an estimate is the view's, from underlying_price
-        underlying_price=underlying_price,
+        underlying_price=price,
         collected_at=received_at,
     )
 
@@ -151,27 +152,21 @@ def parse_response(response: httpx.Response, what: str) -> object:
     """The ``result`` of a good answer, or the ExchangeError saying what came back (one place for Deribit's
     statuses and JSON-RPC error codes: 10028 pauses every request, maintenance and 5xx are retried)."""
     body = decode_json(response.content)
-    status = response.status_code
     error = body.get("error") if isinstance(body, dict) else None
     if response.is_success and isinstance(body, dict) and error is None and "result" in body:
         return body["result"]
-    code, message = _rpc_error(error)
-    if code is not None:
-        detail = f"HTTP {status}, Deribit error {code}: {message}"
-    elif body is None:
-        detail = not_json(status, response)
-    else:
-        detail = f"HTTP {status}: no result in the JSON-RPC answer"
-    retriable = code == RATE_LIMITED or code in _TRY_AGAIN or status == 429 or status >= 500
-    hold: Hold = "pause" if code == RATE_LIMITED or status == 429 else "backoff"
-    error_class = RetriableExchangeError if retriable else FatalExchangeError
-    raise error_class(
-        f"{what}: {detail}",
-        status=status,
-        code=code,
-        exchange_message=message,
-        retry_after_s=parse_retry_after(response.headers.get("Retry-After"), time.time()),
-        hold=hold,
+    rpc_error = _rpc_error(error)
+    code = rpc_error[0]
+    status = response.status_code
+    raise failure(
+        response,
+        what,
+        NAME,
+        body,
+        rpc_error,
+        retriable=code == RATE_LIMITED or code in _TRY_AGAIN or status == 429 or status >= 500,
+        hold="pause" if code == RATE_LIMITED or status == 429 else "backoff",
+        otherwise="no result in the JSON-RPC answer",
     )
 
 

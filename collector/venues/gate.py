@@ -65,6 +65,7 @@ class GateRules:
     default_ban_s: float = DEFAULT_BAN_S
     max_ban_s: float = MAX_BAN_S
     max_pause_s: float = MAX_PAUSE_S
+    ban_status: int = 418  # the status a ban is answered with
 
     @property
     def longest_ban(self) -> str:
@@ -131,7 +132,7 @@ class ExchangeGate:
 
     def _probe_answered(self, status: int | None) -> None:
         self.probing = False
-        if status is None or status == 418:  # no answer: the next request probes; a ban: ban() follows
+        if status is None or status == self.rules.ban_status:  # no answer: probe again; a ban: ban() follows
             return
         self.probe_needed = False
         log.info(

@@ -14,15 +14,16 @@ import json
 import logging
 import random
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import httpx
 
 from collector.deadline import Deadline
-from collector.errors import FatalExchangeError, NotSentError, RetriableExchangeError
+from collector.errors import ExchangeError, FatalExchangeError, Hold, NotSentError, RetriableExchangeError
 from collector.records import bounded_code, clean_text
 from collector.venues.gate import ExchangeGate
 
@@ -171,6 +172,42 @@ def decode_json(content: bytes) -> object | None:
 
 def _no_constant(name: str) -> object:
     raise ValueError(f"{name} is not a number")
+
+
+def failure(
+    response: httpx.Response,
+    what: str,
+    venue: str,
+    body: object | None,
+    error: tuple[int | None, str | None],
+    *,
+    retriable: bool,
+    hold: Hold = "backoff",
+    banned_until: datetime | None = None,
+    otherwise: str = "",
+) -> ExchangeError:
+    """The ExchangeError for an answer that is not rows: the venue's code and message when it sent them,
+    else what the body was (``otherwise`` says what was missing from JSON that is not an error); with the
+    status, ``Retry-After``, and what the answer asks of us (``hold``)."""
+    status, (code, message) = response.status_code, error  # body: the decoded JSON, None when it was not
+    if code is not None:
+        detail = f"HTTP {status}, {venue} error {code}: {message}"
+    elif message is not None:
+        detail = f"HTTP {status}: {message}"
+    elif body is None:
+        detail = not_json(status, response)
+    else:
+        detail = f"HTTP {status}" + (f": {otherwise}" if otherwise else "")
+    error_class = RetriableExchangeError if retriable else FatalExchangeError
+    return error_class(
+        f"{what}: {detail}",
+        status=status,
+        code=code,
+        exchange_message=message,
+        retry_after_s=parse_retry_after(response.headers.get("Retry-After"), time.time()),
+        banned_until=banned_until,
+        hold=hold,
+    )
 
 
 def not_json(status: int, response: httpx.Response) -> str:
