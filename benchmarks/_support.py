@@ -37,11 +37,12 @@ def database(prefix: str) -> Iterator[str]:
                 connection.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
-def migrated(url: str, timescaledb: str = "auto") -> None:
+def migrated(url: str, timescaledb: str = "auto", revision: str = "head") -> None:
     from collector.config import DatabaseSettings, Settings
     from collector.migrate import migrate
 
-    migrate(Settings(database=DatabaseSettings(url=url, timescaledb=timescaledb)))  # type: ignore[arg-type]
+    settings = Settings(database=DatabaseSettings(url=url, timescaledb=timescaledb))  # type: ignore[arg-type]
+    migrate(settings, revision)
 
 
 def fill(
@@ -51,16 +52,19 @@ def fill(
     start: datetime,
     first_expiry: date = date(2026, 3, 1),
     first_strike: int = 50_000,
+    venue: bool = True,
 ) -> None:
     """``rows`` rows of open_interest, ``symbols`` BTC options a minute from ``start``, written in SQL (the
     sink is not what is measured when this is used), then VACUUM ANALYZE. Expiries are weekly from
-    ``first_expiry`` (800 symbols each), strikes 500 apart from ``first_strike``."""
+    ``first_expiry`` (800 symbols each), strikes 500 apart from ``first_strike``. ``venue`` False: the table
+    has no venue column yet (revision 0006)."""
+    columns, value = ("venue, ", "'binance', ") if venue else ("", "")
     with psycopg.connect(url) as connection:
         connection.execute(
-            """
-            INSERT INTO open_interest (venue, symbol, ts, underlying, expiry, strike, side, open_interest,
+            f"""
+            INSERT INTO open_interest ({columns}symbol, ts, underlying, expiry, strike, side, open_interest,
                                        open_interest_usd, collected_at)
-            SELECT 'binance', 'BTC-' || to_char(e, 'YYMMDD') || '-' || s || '-' || side_letter,
+            SELECT {value}'BTC-' || to_char(e, 'YYMMDD') || '-' || s || '-' || side_letter,
                    %(start)s + make_interval(mins => m), 'BTC', e, s,
                    CASE side_letter WHEN 'C' THEN 'call' ELSE 'put' END,
                    mod(k * 7 + m, 9973) / 100.0, mod(k * 7 + m, 9973) * 1234.5678901234, now()

@@ -1,14 +1,17 @@
-"""Storage: bytes per stored row (table + indexes) after 1,000,000 rows.
+"""Storage: bytes per stored row (table + indexes) of 1,000,000 rows, before and after revision 0007 (the
+venue in the key), on plain PostgreSQL and, with TimescaleDB, in the columnstore.
 
     python benchmarks/bench_storage.py            # plain PostgreSQL (a throwaway server)
     BENCH_DATABASE_URL=postgresql://...:5433/postgres python benchmarks/bench_storage.py   # with TimescaleDB
 
-Both tables are filled minute by minute, as the collector fills them (indexes grow as rows arrive).
+Three tables of the same 1,000,000 Binance rows, each filled minute by minute as the collector fills them
+(indexes grow as rows arrive):
+- before: the schema of revision 0006 (key (symbol, ts), no venue);
+- migrated: that same table after ``migrate`` to the newest revision (what an upgrade leaves);
+- new: a table made by the newest revision and filled by it (what is written from now on).
 Baseline (same run, same rows): the usual design, a bigserial id as primary key, UNIQUE (venue, symbol, ts),
-and B-tree indexes on ts and on (underlying, expiry, ts). Ours: the natural key (venue, symbol, ts) as
-primary key, the (underlying, expiry, ts) B-tree the expiry queries need, and a BRIN index on ts. With
-TimescaleDB, the figures are also given after every chunk has moved to the columnstore (segmented by venue
-and symbol).
+and B-tree indexes on ts and on (underlying, expiry, ts). With TimescaleDB, every figure is also given after
+every chunk has moved to the columnstore.
 """
 
 from __future__ import annotations
@@ -62,30 +65,51 @@ def sizes(connection: psycopg.Connection, table: str) -> tuple[int, list[tuple[s
 
 
 def show(title: str, total: int, parts: list[tuple[str, int]]) -> None:
-    print(f"  {title:44} {total / ROWS:7.1f} bytes/row  ({total / 1e6:6.1f} MB)")
+    print(f"  {title:60} {total / ROWS:7.1f} bytes/row  ({total / 1e6:6.1f} MB)")
     for name, size in parts:
-        print(f"    {name:42} {size / ROWS:7.1f} bytes/row")
+        print(f"    {name:58} {size / ROWS:7.1f} bytes/row")
+
+
+def measure(url: str, title: str, compress: bool) -> tuple[int, int | None]:
+    """Bytes of open_interest, and with TimescaleDB bytes once every chunk is in the columnstore."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("VACUUM ANALYZE open_interest")
+        total, parts = sizes(connection, "open_interest")
+        timescale = is_hypertable(connection)
+        show(title + (", TimescaleDB" if timescale else ""), total, parts)
+        if not (timescale and compress):
+            return total, None
+        connection.execute("SELECT compress_chunk(c, true) FROM show_chunks('open_interest') AS c")
+        compressed, compressed_parts = sizes(connection, "open_interest")
+        show("  ... every chunk then moved to the columnstore", compressed, compressed_parts)
+        return total, compressed
 
 
 def main() -> None:
-    with database("oi_bench_storage") as url:
+    print(f"storage: {ROWS:,} rows ({SYMBOLS:,} symbols x {ROWS // SYMBOLS} minutes), bytes per row")
+    with database("oi_bench_storage_before") as url:
+        migrated(url, revision="0006")
+        fill(url, ROWS, SYMBOLS, START, venue=False)
+        before, before_columnstore = measure(url, "before: revision 0006, key (symbol, ts)", compress=True)
+        migrated(url)
+        still = " (chunks as they were)" if before_columnstore else ""
+        after, _ = measure(url, f"migrated: those rows after migrate{still}", compress=False)
+        before_migration = before_columnstore or before
+    with database("oi_bench_storage_new") as url:
         migrated(url)
         fill(url, ROWS, SYMBOLS, START)
         with psycopg.connect(url, autocommit=True) as connection:
-            ours, our_parts = sizes(connection, "open_interest")
             for statement in filter(str.strip, BASELINE.split(";")):
                 connection.execute(statement)
             base, base_parts = sizes(connection, "baseline")
-            timescale = is_hypertable(connection)
-            print(f"storage: {ROWS:,} rows ({SYMBOLS:,} symbols x {ROWS // SYMBOLS} minutes)")
-            show("baseline: serial id, UNIQUE, B-tree on ts", base, base_parts)
-            show("oi-collector" + (" (TimescaleDB, row store)" if timescale else ""), ours, our_parts)
-            print(f"  ours / baseline                              {ours / base:7.2f}")
-            if timescale:
-                connection.execute("SELECT compress_chunk(c) FROM show_chunks('open_interest') AS c")
-                compressed, parts = sizes(connection, "open_interest")
-                show("oi-collector, every chunk in the columnstore", compressed, parts)
-                print(f"  columnstore / baseline                       {compressed / base:7.2f}")
+        show("baseline: serial id, UNIQUE, B-tree on ts", base, base_parts)
+        new, new_columnstore = measure(url, "new: written by revision 0008, key (venue, symbol, ts)", True)
+    print(f"  {'migrated / before':60} {after / before_migration:7.2f}")
+    print(f"  {'new / before':60} {new / before:7.2f}")
+    print(f"  {'new / baseline':60} {new / base:7.2f}")
+    if before_columnstore and new_columnstore:
+        ratio = new_columnstore / before_columnstore
+        print(f"  {'columnstore: new / before':60} {ratio:7.2f}")
 
 
 if __name__ == "__main__":
