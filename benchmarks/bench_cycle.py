@@ -96,8 +96,7 @@ def main() -> None:
             for underlying, expiry in fake.pairs():
                 from datetime import UTC, datetime
 
-                from collector.normalise import normalise_rows
-                from collector.records import Pair
+                from collector.venues.binance import Pair, normalise_rows
 
                 rows = fake.rows_for(underlying, expiry)
                 records += normalise_rows(rows, datetime.now(UTC), Pair(underlying, expiry)).records

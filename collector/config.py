@@ -197,16 +197,6 @@ def _string_list(value: object) -> list[str]:
     return items
 
 
-def _underlyings(value: object) -> tuple[str, ...]:
-    items = [item.upper() for item in _string_list(value)]
-    if not items:
-        raise ValueError("must name at least one underlying")
-    for item in items:
-        if not _UNDERLYING.fullmatch(item):
-            raise ValueError(f"{item!r} is not an underlying asset such as BTC or ETH")
-    return tuple(dict.fromkeys(items))
-
-
 def _expiries(value: object) -> tuple[str, ...] | None:
     if isinstance(value, str) and value.strip().lower() == "all":
         return None
@@ -228,24 +218,27 @@ def _venues(value: object) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def _names(what: str, pattern: re.Pattern[str]) -> Callable[[object], tuple[str, ...]]:
-    """A parser of a list of upper-case names a venue asks by (``what`` says what they are, for errors)."""
+def _names(
+    noun: str, examples: str, pattern: re.Pattern[str] = _UNDERLYING
+) -> Callable[[object], tuple[str, ...]]:
+    """A parser of upper-case names a venue is asked by (base assets, currencies, families, coins)."""
 
     def parse(value: object) -> tuple[str, ...]:
         items = [item.upper() for item in _string_list(value)]
         if not items:
-            raise ValueError(f"must name at least one {what}")
+            raise ValueError(f"must name at least one {noun}, such as {examples}")
         for item in items:
             if not pattern.fullmatch(item):
-                raise ValueError(f"{item!r} is not {what}")
+                raise ValueError(f"{item!r} is not a {noun} such as {examples}")
         return tuple(dict.fromkeys(items))
 
     return parse
 
 
-_currencies = _names("a currency such as BTC, ETH or USDC", _UNDERLYING)
-_families = _names("an instrument family such as BTC-USD", re.compile(r"[A-Z0-9]{2,20}-[A-Z0-9]{2,10}"))
-_base_coins = _names("a base coin such as BTC, ETH or SOL", _UNDERLYING)
+_underlyings = _names("base asset", "BTC or ETH")
+_currencies = _names("currency", "BTC, ETH or USDC")
+_families = _names("instrument family", "BTC-USD", re.compile(r"[A-Z0-9]{2,20}-[A-Z0-9]{2,10}"))
+_base_coins = _names("base coin", "BTC, ETH or SOL")
 
 
 def _path(value: object) -> Path:

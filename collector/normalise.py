@@ -1,4 +1,9 @@
-"""Raw exchange rows → typed records. Pure: no I/O, no clock, no logging."""
+"""What every venue's rows share on their way to typed records: reading a field, exact numbers, the
+venue's time, expiry dates, the bounds a value must keep, and the rule that one row costs only itself.
+
+Pure: no I/O, no clock, no logging. Each venue's own grammar (symbols, field names, listings) lives in its
+module in collector/venues/.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import TypeVar
 
-from collector.records import OpenInterest, OptionSymbol, Pair, Rejection, Side, shown
+from collector.records import OpenInterest, Rejection, Side, shown
 
-_SYMBOL = re.compile(
-    r"(?P<underlying>[A-Z0-9]+)-(?P<expiry>[0-9]{6})-(?P<strike>[0-9]+(?:\.[0-9]+)?)-(?P<side>[CP])"
-)
-_SYMBOL_UNDERLYING = re.compile(r"[A-Z0-9]{1,20}")
-_SIDES: dict[str, Side] = {"C": "call", "P": "put"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EXPIRY = re.compile(r"[0-9]{6}")
 _WHOLE = re.compile(r"[0-9]{1,15}")  # 15 digits of milliseconds reach the year 33658
@@ -29,11 +29,22 @@ MAX_FRACTION_DIGITS = 30
 FIRST_EXPIRY = date(2016, 1, 1)  # no crypto option expired before this: 000101 is not 2000-01-01
 MAX_AHEAD = timedelta(minutes=5)  # a snapshot from the future beyond clock skew is not believed
 MAX_BEHIND = timedelta(days=1)  # venues answer "now": older is a stale cache, or seconds taken for ms
-_MINUTE = timedelta(minutes=1)
 
 
-class SymbolError(ValueError):
-    """A symbol that is not ``UNDERLYING-YYMMDD-STRIKE-C|P``."""
+SIDES: dict[str, Side] = {"C": "call", "P": "put"}  # how every venue writes the side in a symbol
+
+
+def match_symbol(symbol: str, grammar: re.Pattern[str], shape: str) -> re.Match[str]:
+    """``grammar``'s match of a venue's whole symbol, or ValueError saying the symbol is not ``shape`` (or is
+    too long to be one: its size is said, not its text)."""
+    if len(symbol) > MAX_SYMBOL_CHARS:
+        raise ValueError(
+            f"{shown(symbol)} has {len(symbol)} characters; at most {MAX_SYMBOL_CHARS} are accepted"
+        )
+    match = grammar.fullmatch(symbol)
+    if match is None:
+        raise ValueError(f"{shown(symbol)} is not {shape}")
+    return match
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,23 +85,6 @@ def parse_dmmmyy(text: str) -> date:
     if expiry < FIRST_EXPIRY:
         raise ValueError(f"expiry {text!r} is before any crypto option was listed ({FIRST_EXPIRY:%Y})")
     return expiry
-
-
-def parse_symbol(symbol: str) -> OptionSymbol:
-    """``BTC-251226-100000-C`` → its underlying, expiry, strike and side."""
-    if len(symbol) > MAX_SYMBOL_CHARS:
-        raise SymbolError(
-            f"{shown(symbol)} has {len(symbol)} characters; at most {MAX_SYMBOL_CHARS} are accepted"
-        )
-    match = _SYMBOL.fullmatch(symbol)
-    if match is None:
-        raise SymbolError(f"{shown(symbol)} is not UNDERLYING-YYMMDD-STRIKE-C|P")
-    try:
-        expiry = parse_expiry(match["expiry"])
-        strike = parse_quantity(match["strike"])
-    except ValueError as error:
-        raise SymbolError(f"{symbol!r}: {error}") from None
-    return OptionSymbol(match["underlying"], expiry, strike, _SIDES[match["side"]])
 
 
 def parse_timestamp_ms(text: object) -> datetime:
@@ -150,15 +144,6 @@ def check_venue_time(ts: datetime, received_at: datetime) -> None:
         raise ValueError(f"{ts:%Y-%m-%d %H:%M}Z is {received_at - ts} behind our clock{hint}")
 
 
-def check_snapshot_time(ts: datetime, received_at: datetime) -> None:
-    """check_venue_time, and ``ts`` on a whole minute: Binance recomputes open interest once a minute."""
-    check_venue_time(ts, received_at)
-    if ts - _EPOCH != (ts - _EPOCH) // _MINUTE * _MINUTE:
-        raise ValueError(
-            f"{ts:%Y-%m-%d %H:%M:%S.%f}Z is not on a whole minute, as the exchange's snapshots are"
-        )
-
-
 class FieldError(ValueError):
     """One field of a row that cannot be used: which, and why."""
 
@@ -212,66 +197,6 @@ def venue_time(received_at: datetime) -> Callable[[object], datetime]:
     return parse
 
 
-def _snapshot_time(received_at: datetime) -> Callable[[object], datetime]:
-    def parse(text: object) -> datetime:
-        ts = parse_timestamp_ms(text)
-        check_snapshot_time(ts, received_at)
-        return ts
-
-    return parse
-
-
-def normalise_row(row: object, collected_at: datetime) -> OpenInterest | Rejection:
-    """A raw ``openInterest`` row received at ``collected_at`` → a record, or a rejection naming the field."""
-    start = row_and_symbol(row, "symbol")
-    if isinstance(start, Rejection):
-        return start
-    fields, symbol = start
-    try:
-        parsed = parse_symbol(symbol)
-        ts = read_field(fields, "timestamp", _snapshot_time(collected_at))
-        open_interest = read_field(fields, "sumOpenInterest", parse_quantity)
-        open_interest_usd = read_field(fields, "sumOpenInterestUsd", parse_quantity)
-    except SymbolError as error:
-        return Rejection(symbol, "symbol", str(error))
-    except FieldError as error:
-        return Rejection(symbol, error.field, error.reason)
-    return OpenInterest(
-        venue="binance",
-        symbol=symbol,
-        ts=ts,
-        underlying=parsed.underlying,
-        expiry=parsed.expiry,
-        strike=parsed.strike,
-        side=parsed.side,
-        open_interest=open_interest,
-        open_interest_usd=open_interest_usd,
-        underlying_price=None,  # Binance serves the USD value itself, and no price beside it
-        collected_at=collected_at,
-    )
-
-
-def normalise_rows(rows: Iterable[object], collected_at: datetime, pair: Pair) -> Normalised:
-    """Every row of one answer to ``pair``'s request: good rows kept, bad rows rejected one by one.
-
-    A row must belong to the pair asked for (a row of another expiry could overwrite the value stored from
-    its own answer), and a symbol is kept once. Whatever one row can raise costs only that row.
-    """
-    expiry = parse_expiry(pair.expiry)
-
-    def parse(row: object) -> OpenInterest | Rejection:
-        record = normalise_row(row, collected_at)
-        if isinstance(record, OpenInterest) and (record.underlying, record.expiry) != (
-            pair.underlying,
-            expiry,
-        ):
-            reason = f"is of {record.underlying} {record.expiry:%y%m%d}, not of the pair asked for ({pair})"
-            return Rejection(record.symbol, "symbol", reason)
-        return record
-
-    return keep_rows(rows, parse, "symbol")
-
-
 def keep_rows(
     rows: Iterable[object], parse: Callable[[object], OpenInterest | Rejection], symbol_field: str
 ) -> Normalised:
@@ -304,70 +229,3 @@ def _text_field(row: object, name: str) -> str | None:
     except Exception:  # the row that just broke the parser may break this too
         return None
     return value if isinstance(value, str) else None
-
-
-def expiry_code(expiry_date_ms: int) -> str:
-    """``exchangeInfo``'s ``expiryDate`` (ms) → the ``YYMMDD`` that ``openInterest`` takes."""
-    return (_EPOCH + timedelta(milliseconds=expiry_date_ms)).strftime("%y%m%d")
-
-
-@dataclass(frozen=True, slots=True)
-class Listing:
-    """What ``exchangeInfo`` lists now: every (underlying, expiry) pair; how many entries were unreadable."""
-
-    pairs: frozenset[Pair]
-    unreadable: int
-
-    @property
-    def underlyings(self) -> frozenset[str]:
-        return frozenset(pair.underlying for pair in self.pairs)
-
-
-def parse_listing(exchange_info: object) -> Listing:
-    """``exchangeInfo`` → the pairs to poll: (base asset, YYMMDD of ``expiryDate``) of every option symbol.
-
-    The expiry comes from ``expiryDate``, never from the symbol text (the exchange's own advice).
-    """
-    if not isinstance(exchange_info, Mapping) or not isinstance(exchange_info.get("optionSymbols"), list):
-        raise ValueError("exchangeInfo has no optionSymbols list")
-    base_assets = _base_assets(exchange_info.get("optionContracts"))
-    pairs: set[Pair] = set()
-    unreadable = 0
-    for entry in exchange_info["optionSymbols"]:
-        try:
-            pair = _listed_pair(entry, base_assets)
-        except Exception:  # one listed entry costs only itself, whatever it breaks
-            pair = None
-        if pair is None:
-            unreadable += 1
-        else:
-            pairs.add(pair)
-    return Listing(frozenset(pairs), unreadable)
-
-
-def _base_assets(contracts: object) -> dict[str, str]:
-    """``BTCUSDT`` → ``BTC``, from ``optionContracts``."""
-    if not isinstance(contracts, list):
-        return {}
-    return {
-        contract["underlying"]: contract["baseAsset"]
-        for contract in contracts
-        if isinstance(contract, Mapping)
-        and isinstance(contract.get("underlying"), str)
-        and isinstance(contract.get("baseAsset"), str)
-    }
-
-
-def _listed_pair(entry: object, base_assets: Mapping[str, str]) -> Pair | None:
-    if not isinstance(entry, Mapping):
-        return None
-    expiry_ms, symbol = entry.get("expiryDate"), entry.get("symbol")
-    if isinstance(expiry_ms, bool) or not isinstance(expiry_ms, int) or not isinstance(symbol, str):
-        return None
-    underlying = base_assets.get(str(entry.get("underlying")), symbol.partition("-")[0])
-    try:
-        expiry = expiry_code(expiry_ms)
-        parse_expiry(expiry)
-    except (OverflowError, ValueError, OSError):
-        return None
-    return Pair(underlying, expiry) if _SYMBOL_UNDERLYING.fullmatch(underlying) else None

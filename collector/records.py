@@ -49,17 +49,6 @@ def bounded_code(code: object) -> int | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class Pair:
-    """One (underlying, expiry) the exchange serves open interest for; expiry as the exchange's YYMMDD."""
-
-    underlying: str
-    expiry: str
-
-    def __str__(self) -> str:
-        return f"{self.underlying} {self.expiry}"
-
-
 @dataclass(frozen=True, slots=True, order=True)
 class Scope:
     """What one request to a venue covers: Binance one (underlying, expiry), Deribit a currency, OKX an
@@ -72,16 +61,6 @@ class Scope:
 
     def __str__(self) -> str:
         return f"{self.venue} {self.label}"
-
-
-@dataclass(frozen=True, slots=True)
-class OptionSymbol:
-    """What a symbol such as ``BTC-251226-100000-C`` says."""
-
-    underlying: str
-    expiry: date
-    strike: Decimal
-    side: Side
 
 
 @dataclass(frozen=True, slots=True)

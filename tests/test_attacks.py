@@ -25,13 +25,13 @@ from sqlalchemy import Engine, text
 from collector.config import Settings
 from collector.cycle import collect_once
 from collector.errors import ExchangeError
-from collector.normalise import keep_rows, normalise_rows, parse_listing
-from collector.records import INT32, Batch, OpenInterest, Pair, PairRun, clean_text
+from collector.normalise import keep_rows
+from collector.records import INT32, Batch, OpenInterest, PairRun, clean_text
 from collector.sink.postgres import PostgresSink
 from collector.sink.spool import Spool, SpoolFileError, decode, encode
 from collector.sink.store import Store
 from collector.venues import binance, bybit, deribit, okx
-from collector.venues.binance import parse_response
+from collector.venues.binance import Pair, normalise_rows, parse_listing, parse_response
 from collector.venues.gate import MAX_BAN_S, MAX_PAUSE_S, ExchangeGate
 from collector.venues.http import decode_json, parse_retry_after
 from tests.fake_exchange import RECENT_MINUTE_MS, FakeExchange, Fault

@@ -12,9 +12,9 @@ import pytest
 
 from collector.config import Settings
 from collector.cycle import CycleReport, collect_once
-from collector.records import Pair
 from collector.sink.store import Store
 from collector.venues import binance
+from collector.venues.binance import Pair
 from collector.venues.gate import ExchangeGate
 from tests.conftest import cli_env, run_cli, with_binance
 from tests.fake_exchange import (

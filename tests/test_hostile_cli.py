@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 
 from collector.config import Settings
-from collector.normalise import normalise_row
-from collector.records import Batch, OpenInterest, Pair
+from collector.records import Batch, OpenInterest
 from collector.sink.spool import as_values, encode
+from collector.venues.binance import Pair, normalise_row
 from tests.conftest import cli_env, run_cli, start_daemon
 from tests.fake_exchange import RECENT_MINUTE_MS, FakeExchange, Fault, http_error, malformed_rows
 from tests.test_cli import query, served, stored

@@ -1,4 +1,5 @@
-"""collector.normalise: raw exchange rows and exchangeInfo → typed records, or rejections naming the field."""
+"""Binance's rows and exchangeInfo → typed records, or rejections naming the field; and the shared parsers of
+collector.normalise."""
 
 from __future__ import annotations
 
@@ -8,18 +9,18 @@ from decimal import Decimal
 
 import pytest
 
-from collector.normalise import (
+from collector.normalise import parse_expiry, parse_quantity, parse_timestamp_ms
+from collector.records import OpenInterest, Rejection
+from collector.venues.binance import (
+    OptionSymbol,
+    Pair,
     SymbolError,
     expiry_code,
     normalise_row,
     normalise_rows,
-    parse_expiry,
     parse_listing,
-    parse_quantity,
     parse_symbol,
-    parse_timestamp_ms,
 )
-from collector.records import OpenInterest, OptionSymbol, Pair, Rejection
 
 COLLECTED_AT = datetime(2022, 11, 18, 6, 47, 10, 250000, tzinfo=UTC)
 ETH_221119 = Pair("ETH", "221119")

@@ -8,11 +8,15 @@ rejections, or raises an ExchangeError saying what came back.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from collector.errors import FatalExchangeError
+from collector.normalise import keep_rows
 from collector.records import OpenInterest, Rejection, Scope
 from collector.venues.gate import ExchangeGate
+from collector.venues.http import Answer, VenueHttp
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,3 +48,38 @@ class Venue(Protocol):
     async def scopes(self) -> Scopes: ...
 
     async def fetch(self, scope: Scope) -> Fetched: ...
+
+
+@dataclass
+class AskedByName:
+    """A venue asked once per configured name (Deribit's currencies, OKX's families, Bybit's coins): one
+    answer holds every option of that name, so no listing is needed. A subclass sets ``name`` and writes
+    ``scope`` and ``fetch``."""
+
+    http: VenueHttp
+    names: tuple[str, ...]
+
+    @property
+    def gate(self) -> ExchangeGate:
+        return self.http.gate
+
+    def scope(self, name: str) -> Scope:
+        raise NotImplementedError
+
+    async def scopes(self) -> Scopes:
+        return Scopes([self.scope(name) for name in self.names])
+
+
+def rows_of(
+    answer: Answer,
+    rows: object,
+    what: str,
+    parse: Callable[[object], OpenInterest | Rejection],
+    symbol_field: str,
+) -> Fetched:
+    """One answer's rows (``rows``, taken from its body) through ``parse``, one row costing only itself; an
+    answer whose rows are not a list fails."""
+    if not isinstance(rows, list):
+        raise FatalExchangeError(f"{what}: expected a list of rows, got {type(rows).__name__}", status=200)
+    kept = keep_rows(rows, parse, symbol_field)
+    return Fetched(kept.records, kept.rejections, answer.attempts, empty=not rows)

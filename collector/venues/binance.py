@@ -1,22 +1,37 @@
 """Binance options (eapi): what it lists, how to ask one pair's open interest, and how it answers.
 
-Knows the URLs, parameters, status codes, the ``{"code", "msg"}`` error JSON, the 418 ban and the 429 pause;
-the weight headers are read by the gate. One scope is one (underlying, expiry) pair, one request each.
+Knows the URLs, parameters, status codes, the ``{"code", "msg"}`` error JSON, the 418 ban and the 429
+pause (the weight headers are read by the gate), the symbols (``BTC-251226-100000-C``: expiry as ``YYMMDD``)
+and the rows (every value a string; ``timestamp`` on the whole minute, as Binance recomputes once a
+minute). One scope is one (underlying, expiry) pair, one request each; ``exchangeInfo`` lists the pairs.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import httpx
 
 from collector.config import BinanceSettings
 from collector.errors import FatalExchangeError
-from collector.normalise import Listing, Normalised, normalise_rows, parse_expiry, parse_listing
-from collector.records import Pair, Scope
+from collector.normalise import (
+    SIDES,
+    FieldError,
+    Normalised,
+    keep_rows,
+    match_symbol,
+    parse_expiry,
+    parse_quantity,
+    read_field,
+    row_and_symbol,
+    venue_time,
+)
+from collector.records import OpenInterest, Rejection, Scope, Side
 from collector.venues.base import Fetched, Scopes
 from collector.venues.gate import ExchangeGate
 from collector.venues.http import VenueHttp, decode_json, failure, venue_error
@@ -27,7 +42,30 @@ OPEN_INTEREST = "/eapi/v1/openInterest"
 log = logging.getLogger("collector.exchange")
 _BANNED_UNTIL = re.compile(r"banned until ([0-9]{12,})")
 _LAST_DATETIME_S = 253_402_300_799  # 9999-12-31 23:59:59 UTC: the last moment a datetime can hold
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MINUTE = timedelta(minutes=1)
 NO_LISTING = "the exchange's listing (exchangeInfo) is unavailable, so there is nothing to poll"
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    """One (underlying, expiry) Binance serves open interest for; expiry as its ``YYMMDD``."""
+
+    underlying: str
+    expiry: str
+
+    def __str__(self) -> str:
+        return f"{self.underlying} {self.expiry}"
+
+
+@dataclass(frozen=True, slots=True)
+class OptionSymbol:
+    """What a symbol such as ``BTC-251226-100000-C`` says."""
+
+    underlying: str
+    expiry: date
+    strike: Decimal
+    side: Side
 
 
 def scope(underlying: str, expiry: str) -> Scope:
@@ -143,3 +181,162 @@ def _banned_until(message: str | None) -> datetime | None:
         return None
     seconds = int(match[1][:16]) / 1000 if len(match[1]) <= 16 else _LAST_DATETIME_S
     return datetime.fromtimestamp(min(seconds, _LAST_DATETIME_S), UTC)
+
+
+# ---- the rows and the listing
+
+_SYMBOL = re.compile(
+    r"(?P<underlying>[A-Z0-9]+)-(?P<expiry>[0-9]{6})-(?P<strike>[0-9]+(?:\.[0-9]+)?)-(?P<side>[CP])"
+)
+_SYMBOL_UNDERLYING = re.compile(r"[A-Z0-9]{1,20}")
+
+
+class SymbolError(ValueError):
+    """A symbol that is not ``UNDERLYING-YYMMDD-STRIKE-C|P``."""
+
+
+def parse_symbol(symbol: str) -> OptionSymbol:
+    """``BTC-251226-100000-C`` → its underlying, expiry, strike and side."""
+    try:
+        match = match_symbol(symbol, _SYMBOL, "UNDERLYING-YYMMDD-STRIKE-C|P")
+    except ValueError as error:
+        raise SymbolError(str(error)) from None
+    try:
+        expiry = parse_expiry(match["expiry"])
+        strike = parse_quantity(match["strike"])
+    except ValueError as error:
+        raise SymbolError(f"{symbol!r}: {error}") from None
+    return OptionSymbol(match["underlying"], expiry, strike, SIDES[match["side"]])
+
+
+def _snapshot_time(received_at: datetime) -> Callable[[object], datetime]:
+    """venue_time, and on a whole minute: Binance recomputes open interest once a minute."""
+    read = venue_time(received_at)
+
+    def parse(value: object) -> datetime:
+        ts = read(value)
+        if ts - _EPOCH != (ts - _EPOCH) // _MINUTE * _MINUTE:
+            raise ValueError(
+                f"{ts:%Y-%m-%d %H:%M:%S.%f}Z is not on a whole minute, as Binance's snapshots are"
+            )
+        return ts
+
+    return parse
+
+
+def normalise_row(row: object, collected_at: datetime) -> OpenInterest | Rejection:
+    """A raw ``openInterest`` row received at ``collected_at`` → a record, or a rejection naming the field."""
+    start = row_and_symbol(row, "symbol")
+    if isinstance(start, Rejection):
+        return start
+    fields, symbol = start
+    try:
+        parsed = parse_symbol(symbol)
+        ts = read_field(fields, "timestamp", _snapshot_time(collected_at))
+        open_interest = read_field(fields, "sumOpenInterest", parse_quantity)
+        open_interest_usd = read_field(fields, "sumOpenInterestUsd", parse_quantity)
+    except SymbolError as error:
+        return Rejection(symbol, "symbol", str(error))
+    except FieldError as error:
+        return Rejection(symbol, error.field, error.reason)
+    return OpenInterest(
+        venue=NAME,
+        symbol=symbol,
+        ts=ts,
+        underlying=parsed.underlying,
+        expiry=parsed.expiry,
+        strike=parsed.strike,
+        side=parsed.side,
+        open_interest=open_interest,
+        open_interest_usd=open_interest_usd,
+        underlying_price=None,  # Binance serves the USD value itself, and no price beside it
+        collected_at=collected_at,
+    )
+
+
+def normalise_rows(rows: Iterable[object], collected_at: datetime, pair: Pair) -> Normalised:
+    """Every row of one answer to ``pair``'s request: good rows kept, bad rows rejected one by one.
+
+    A row must belong to the pair asked for (a row of another expiry could overwrite the value stored from
+    its own answer), and a symbol is kept once. Whatever one row can raise costs only that row.
+    """
+    expiry = parse_expiry(pair.expiry)
+
+    def parse(row: object) -> OpenInterest | Rejection:
+        record = normalise_row(row, collected_at)
+        if isinstance(record, OpenInterest) and (record.underlying, record.expiry) != (
+            pair.underlying,
+            expiry,
+        ):
+            reason = f"is of {record.underlying} {record.expiry:%y%m%d}, not of the pair asked for ({pair})"
+            return Rejection(record.symbol, "symbol", reason)
+        return record
+
+    return keep_rows(rows, parse, "symbol")
+
+
+def expiry_code(expiry_date_ms: int) -> str:
+    """``exchangeInfo``'s ``expiryDate`` (ms) → the ``YYMMDD`` that ``openInterest`` takes."""
+    return (_EPOCH + timedelta(milliseconds=expiry_date_ms)).strftime("%y%m%d")
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What ``exchangeInfo`` lists now: every (underlying, expiry) pair; how many entries were unreadable."""
+
+    pairs: frozenset[Pair]
+    unreadable: int
+
+    @property
+    def underlyings(self) -> frozenset[str]:
+        return frozenset(pair.underlying for pair in self.pairs)
+
+
+def parse_listing(exchange_info: object) -> Listing:
+    """``exchangeInfo`` → the pairs to poll: (base asset, YYMMDD of ``expiryDate``) of every option symbol.
+
+    The expiry comes from ``expiryDate``, never from the symbol text (the exchange's own advice).
+    """
+    if not isinstance(exchange_info, Mapping) or not isinstance(exchange_info.get("optionSymbols"), list):
+        raise ValueError("exchangeInfo has no optionSymbols list")
+    base_assets = _base_assets(exchange_info.get("optionContracts"))
+    pairs: set[Pair] = set()
+    unreadable = 0
+    for entry in exchange_info["optionSymbols"]:
+        try:
+            pair = _listed_pair(entry, base_assets)
+        except Exception:  # one listed entry costs only itself, whatever it breaks
+            pair = None
+        if pair is None:
+            unreadable += 1
+        else:
+            pairs.add(pair)
+    return Listing(frozenset(pairs), unreadable)
+
+
+def _base_assets(contracts: object) -> dict[str, str]:
+    """``BTCUSDT`` → ``BTC``, from ``optionContracts``."""
+    if not isinstance(contracts, list):
+        return {}
+    return {
+        contract["underlying"]: contract["baseAsset"]
+        for contract in contracts
+        if isinstance(contract, Mapping)
+        and isinstance(contract.get("underlying"), str)
+        and isinstance(contract.get("baseAsset"), str)
+    }
+
+
+def _listed_pair(entry: object, base_assets: Mapping[str, str]) -> Pair | None:
+    if not isinstance(entry, Mapping):
+        return None
+    expiry_ms, symbol = entry.get("expiryDate"), entry.get("symbol")
+    if isinstance(expiry_ms, bool) or not isinstance(expiry_ms, int) or not isinstance(symbol, str):
+        return None
+    underlying = base_assets.get(str(entry.get("underlying")), symbol.partition("-")[0])
+    try:
+        expiry = expiry_code(expiry_ms)
+        parse_expiry(expiry)
+    except (OverflowError, ValueError, OSError):
+        return None
+    return Pair(underlying, expiry) if _SYMBOL_UNDERLYING.fullmatch(underlying) else None

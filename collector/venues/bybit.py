@@ -20,9 +20,9 @@ import httpx
 
 from collector.errors import FatalExchangeError
 from collector.normalise import (
-    MAX_SYMBOL_CHARS,
+    SIDES,
     FieldError,
-    keep_rows,
+    match_symbol,
     optional,
     parse_dmmmyy,
     parse_quantity,
@@ -30,10 +30,9 @@ from collector.normalise import (
     row_and_symbol,
     venue_time,
 )
-from collector.records import OpenInterest, Rejection, Scope, Side, shown
-from collector.venues.base import Fetched, Scopes
-from collector.venues.gate import ExchangeGate
-from collector.venues.http import VenueHttp, decode_json, failure, venue_error
+from collector.records import OpenInterest, Rejection, Scope, Side
+from collector.venues.base import AskedByName, Fetched, rows_of
+from collector.venues.http import decode_json, failure, venue_error
 
 NAME = "bybit"
 TICKERS = "/v5/market/tickers"
@@ -42,7 +41,6 @@ _SYMBOL = re.compile(
     r"(?P<base>[A-Z0-9]{1,20})-(?P<expiry>[0-9]{1,2}[A-Z]{3}[0-9]{2})"
     r"-(?P<strike>[0-9]{1,30}(?:\.[0-9]{1,30})?)-(?P<side>[CP])(?:-(?P<settle>[A-Z0-9]{2,10}))?"
 )
-_SIDES: dict[str, Side] = {"C": "call", "P": "put"}
 TOO_MANY_VISITS = 10006  # the per-second limit: pause, then try again
 _TRY_AGAIN = {10000, 10016}  # server timeout, server error (unconfirmed for public calls)
 BANNED = 403  # "access too frequent": the IP is banned for at least 10 minutes
@@ -65,15 +63,11 @@ class Contract:
 
 def parse_symbol(symbol: str) -> Contract:
     """``BTC-27JUN25-100000-C`` / ``BTC-27MAR26-70000-P-USDT`` → its parts; ValueError when neither."""
-    if len(symbol) > MAX_SYMBOL_CHARS:
-        raise ValueError(f"{shown(symbol)} has {len(symbol)} characters; at most {MAX_SYMBOL_CHARS}")
-    match = _SYMBOL.fullmatch(symbol)
-    if match is None:
-        raise ValueError(f"{shown(symbol)} is not BASE-DMMMYY-STRIKE-C|P[-SETTLE]")
+    match = match_symbol(symbol, _SYMBOL, "BASE-DMMMYY-STRIKE-C|P[-SETTLE]")
     expiry = parse_dmmmyy(match["expiry"])
     strike = parse_quantity(match["strike"])
     settle = match["settle"] or "USDC"
-    return Contract(match["base"], expiry, strike, _SIDES[match["side"]], settle)
+    return Contract(match["base"], expiry, strike, SIDES[match["side"]], settle)
 
 
 def _of_coin(base_coin: str) -> Callable[[object], Contract]:
@@ -87,36 +81,29 @@ def _of_coin(base_coin: str) -> Callable[[object], Contract]:
 
 
 @dataclass
-class BybitVenue:
+class BybitVenue(AskedByName):
     """One request per configured base coin; every option of the coin (both settle coins) in one answer."""
 
-    http: VenueHttp
-    base_coins: tuple[str, ...]
     name: str = NAME
 
-    @property
-    def gate(self) -> ExchangeGate:
-        return self.http.gate
-
-    async def scopes(self) -> Scopes:
-        return Scopes([scope(coin) for coin in self.base_coins])
+    def scope(self, base_coin: str) -> Scope:
+        return scope(base_coin)
 
     async def fetch(self, scope: Scope) -> Fetched:
         params = {"category": "option", "baseCoin": scope.label}
         what = f"tickers {scope.label}"
         answer = await self.http.get(TICKERS, params, what)
         received_at = datetime.now(UTC)
-        envelope = answer.body
-        result = envelope.get("result") if isinstance(envelope, dict) else None
+        envelope = answer.body if isinstance(answer.body, dict) else {}
+        result = envelope.get("result")
         rows = result.get("list") if isinstance(result, dict) else None
-        if not isinstance(envelope, dict) or not isinstance(rows, list):
-            raise FatalExchangeError(f"{what}: expected result.list, got {shown(envelope)}", status=200)
         try:
             ts = read_field(envelope, "time", venue_time(received_at))
         except FieldError as error:  # no row can be dated: the answer fails, as one that is not JSON would
             raise FatalExchangeError(f"{what}: the answer's time {error.reason}", status=200) from None
-        kept = keep_rows(rows, lambda row: normalise_row(row, scope.label, ts, received_at), "symbol")
-        return Fetched(kept.records, kept.rejections, answer.attempts, empty=not rows)
+        return rows_of(
+            answer, rows, what, lambda row: normalise_row(row, scope.label, ts, received_at), "symbol"
+        )
 
 
 def normalise_row(

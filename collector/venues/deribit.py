@@ -17,11 +17,11 @@ from decimal import Decimal
 
 import httpx
 
-from collector.errors import FatalExchangeError
 from collector.normalise import (
-    MAX_SYMBOL_CHARS,
+    SIDES,
     FieldError,
     keep_rows,
+    match_symbol,
     optional,
     parse_dmmmyy,
     parse_number,
@@ -29,10 +29,9 @@ from collector.normalise import (
     row_and_symbol,
     venue_time,
 )
-from collector.records import OpenInterest, Rejection, Scope, Side, shown
-from collector.venues.base import Fetched, Scopes
-from collector.venues.gate import ExchangeGate
-from collector.venues.http import VenueHttp, decode_json, failure, venue_error
+from collector.records import OpenInterest, Rejection, Scope, Side
+from collector.venues.base import AskedByName, Fetched, rows_of
+from collector.venues.http import decode_json, failure, venue_error
 
 NAME = "deribit"
 BOOK_SUMMARY = "/api/v2/public/get_book_summary_by_currency"
@@ -40,7 +39,6 @@ _NAME = re.compile(
     r"(?P<base>[A-Z0-9]{1,20})(?P<linear>_USDC)?-(?P<expiry>[0-9]{1,2}[A-Z]{3}[0-9]{2})"
     r"-(?P<strike>[0-9]{1,30}(?:[dD][0-9]{1,30})?)-(?P<side>[CP])"
 )
-_SIDES: dict[str, Side] = {"C": "call", "P": "put"}
 RATE_LIMITED = 10028  # too_many_requests: out of credits, and the session is closed
 _TRY_AGAIN = {10040, 10066, 11051, 13028}  # retry, too many concurrent, maintenance, temporarily unavailable
 
@@ -62,14 +60,10 @@ class Instrument:
 
 def parse_instrument(name: str) -> Instrument:
     """``BTC-5AUG23-580-P`` / ``XRP_USDC-30JUN23-0d625-C`` → its parts; ValueError when it is neither."""
-    if len(name) > MAX_SYMBOL_CHARS:
-        raise ValueError(f"{shown(name)} has {len(name)} characters; at most {MAX_SYMBOL_CHARS} are accepted")
-    match = _NAME.fullmatch(name)
-    if match is None:
-        raise ValueError(f"{shown(name)} is not BASE[_USDC]-DMMMYY-STRIKE-C|P")
+    match = match_symbol(name, _NAME, "BASE[_USDC]-DMMMYY-STRIKE-C|P")
     strike = parse_number(Decimal(match["strike"].replace("d", ".").replace("D", ".")))
     expiry = parse_dmmmyy(match["expiry"])
-    return Instrument(match["base"], match["linear"] is not None, expiry, strike, _SIDES[match["side"]])
+    return Instrument(match["base"], match["linear"] is not None, expiry, strike, SIDES[match["side"]])
 
 
 def _of_currency(currency: str) -> Callable[[object], Instrument]:
@@ -87,30 +81,26 @@ def _of_currency(currency: str) -> Callable[[object], Instrument]:
 
 
 @dataclass
-class DeribitVenue:
+class DeribitVenue(AskedByName):
     """One request per configured currency; every option of that currency in one answer."""
 
-    http: VenueHttp
-    currencies: tuple[str, ...]
     name: str = NAME
 
-    @property
-    def gate(self) -> ExchangeGate:
-        return self.http.gate
-
-    async def scopes(self) -> Scopes:
-        return Scopes([scope(currency) for currency in self.currencies])
+    def scope(self, currency: str) -> Scope:
+        return scope(currency)
 
     async def fetch(self, scope: Scope) -> Fetched:
         params = {"currency": scope.label, "kind": "option"}
         what = f"get_book_summary_by_currency {scope.label}"
         answer = await self.http.get(BOOK_SUMMARY, params, what)
         received_at = datetime.now(UTC)
-        rows = answer.body
-        if not isinstance(rows, list):
-            raise FatalExchangeError(f"{what}: expected a result list, got {type(rows).__name__}", status=200)
-        records, rejections = normalise_rows(rows, scope.label, received_at)
-        return Fetched(records, rejections, answer.attempts, empty=not rows)
+        return rows_of(
+            answer,
+            answer.body,
+            what,
+            lambda row: normalise_row(row, scope.label, received_at),
+            "instrument_name",
+        )
 
 
 def normalise_rows(

@@ -17,11 +17,10 @@ from decimal import Decimal
 
 import httpx
 
-from collector.errors import FatalExchangeError
 from collector.normalise import (
-    MAX_SYMBOL_CHARS,
+    SIDES,
     FieldError,
-    keep_rows,
+    match_symbol,
     parse_expiry,
     parse_quantity,
     read_field,
@@ -29,9 +28,8 @@ from collector.normalise import (
     venue_time,
 )
 from collector.records import OpenInterest, Rejection, Scope, Side, shown
-from collector.venues.base import Fetched, Scopes
-from collector.venues.gate import ExchangeGate
-from collector.venues.http import VenueHttp, decode_json, failure, venue_error
+from collector.venues.base import AskedByName, Fetched, rows_of
+from collector.venues.http import decode_json, failure, venue_error
 
 NAME = "okx"
 OPEN_INTEREST = "/api/v5/public/open-interest"
@@ -40,7 +38,6 @@ _INST_ID = re.compile(
     r"(?P<family>(?P<base>[A-Z0-9]{1,20})-[A-Z0-9]{1,10})-(?P<expiry>[0-9]{6})"
     r"-(?P<strike>[0-9]{1,30}(?:\.[0-9]{1,30})?)-(?P<side>[CP])"
 )
-_SIDES: dict[str, Side] = {"C": "call", "P": "put"}
 RATE_LIMITED = 50011  # "Too Many Requests" / "Rate limit reached", on HTTP 429 or 200
 _TRY_AGAIN = {50001, 50004, 50013}  # service unavailable, endpoint timeout, systems busy
 
@@ -62,14 +59,10 @@ class Instrument:
 
 def parse_inst_id(inst_id: str) -> Instrument:
     """``BTC-USD-250627-100000-C`` → its parts; ValueError when it is not an option id."""
-    if len(inst_id) > MAX_SYMBOL_CHARS:
-        raise ValueError(f"{shown(inst_id)} has {len(inst_id)} characters; at most {MAX_SYMBOL_CHARS}")
-    match = _INST_ID.fullmatch(inst_id)
-    if match is None:
-        raise ValueError(f"{shown(inst_id)} is not BASE-QUOTE-YYMMDD-STRIKE-C|P")
+    match = match_symbol(inst_id, _INST_ID, "BASE-QUOTE-YYMMDD-STRIKE-C|P")
     expiry = parse_expiry(match["expiry"])
     strike = parse_quantity(match["strike"])
-    return Instrument(match["family"], match["base"], expiry, strike, _SIDES[match["side"]])
+    return Instrument(match["family"], match["base"], expiry, strike, SIDES[match["side"]])
 
 
 def _of_family(family: str) -> Callable[[object], Instrument]:
@@ -89,30 +82,22 @@ def _option(value: object) -> str:
 
 
 @dataclass
-class OkxVenue:
+class OkxVenue(AskedByName):
     """One request per configured instrument family; every option of the family in one answer."""
 
-    http: VenueHttp
-    families: tuple[str, ...]
     name: str = NAME
 
-    @property
-    def gate(self) -> ExchangeGate:
-        return self.http.gate
-
-    async def scopes(self) -> Scopes:
-        return Scopes([scope(family) for family in self.families])
+    def scope(self, family: str) -> Scope:
+        return scope(family)
 
     async def fetch(self, scope: Scope) -> Fetched:
         params = {"instType": "OPTION", "instFamily": scope.label}
         what = f"open-interest {scope.label}"
         answer = await self.http.get(OPEN_INTEREST, params, what)
         received_at = datetime.now(UTC)
-        rows = answer.body
-        if not isinstance(rows, list):
-            raise FatalExchangeError(f"{what}: expected a data list, got {type(rows).__name__}", status=200)
-        kept = keep_rows(rows, lambda row: normalise_row(row, scope.label, received_at), "instId")
-        return Fetched(kept.records, kept.rejections, answer.attempts, empty=not rows)
+        return rows_of(
+            answer, answer.body, what, lambda row: normalise_row(row, scope.label, received_at), "instId"
+        )
 
 
 def normalise_row(row: object, family: str, received_at: datetime) -> OpenInterest | Rejection:
