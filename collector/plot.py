@@ -8,7 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from matplotlib.axes import Axes
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
 
 # Figure, not pyplot: no global figure registry and no GUI backend, so nothing outlives the call.
 from matplotlib.figure import Figure
@@ -74,11 +74,12 @@ def draw_history(
     end = max(points[-1][0] for points in history.values())
     for venue, points in history.items():
         colour = SHADES.get(venue, (CALLS, PUTS))[side]
-        axes.plot([ts for ts, _ in points], _floats([oi for _, oi in points]), color=colour,
+        times = date2num([ts for ts, _ in points])  # type: ignore[no-untyped-call]
+        axes.plot(times, _floats([oi for _, oi in points]), color=colour,
                   linewidth=1.4, drawstyle="steps-post", label=venue)  # fmt: skip
-    locator = AutoDateLocator(tz=UTC)
+    locator = AutoDateLocator(tz=UTC)  # type: ignore[no-untyped-call]
     axes.xaxis.set_major_locator(locator)
-    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator, tz=UTC))
+    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator, tz=UTC))  # type: ignore[no-untyped-call]
     axes.set_title(f"{symbol} open interest, {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC")
     axes.set_xlabel("time (UTC)")
     axes.set_ylabel("open interest (base coin)")

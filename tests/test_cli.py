@@ -240,3 +240,55 @@ def test_health_fails_when_no_pair_is_stored_for_too_long(settings: Settings, fa
     assert health.text.startswith("no scope of any venue stored for ")
     failed = r'^oi_scopes_total\{reason="server_error",status="failed",venue="binance"\} [1-9]'
     assert re.search(failed, metrics, re.MULTILINE)
+
+
+# ---- rough edges (issue 12)
+
+
+@pytest.mark.parametrize("before", [True, False], ids=["--config before the command", "after it"])
+def test_config_is_read_whether_it_comes_before_or_after_the_command(
+    settings: Settings, tmp_path: Path, before: bool
+) -> None:
+    config = tmp_path / "mine.toml"
+    config.write_text("[collect]\ninterval_s = 120\n", encoding="utf-8")
+    args = ["--config", str(config), "check-config"] if before else ["check-config", "--config", str(config)]
+    result = run_cli(*args, env=cli_env(settings))
+    assert result.returncode == 0, result.stderr
+    assert "interval_s = 120" in result.stdout
+    assert f"# resolved from {config}" in result.stdout
+
+
+def test_a_spool_directory_that_cannot_be_made_is_exit_2_naming_the_key(
+    settings: Settings, tmp_path: Path, fake: FakeExchange
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory", encoding="utf-8")
+    result = run_cli("once", env=cli_env(settings, OI_SPOOL_DIR=str(blocker / "spool")))
+    assert result.returncode == 2
+    assert f"spool.dir (OI_SPOOL_DIR) = {blocker / 'spool'} cannot be used" in result.stderr
+    assert "Traceback" not in result.stderr and fake.requests == []
+
+
+@pytest.mark.parametrize(
+    ("env", "names"),
+    [
+        ({"OI_OKX_BASE_URL": "http://127.0.0.1:99999"}, "env var OI_OKX_BASE_URL"),
+        ({"OI_BINANCE_BASE_URL": "https://eapi.binance .com"}, "env var OI_BINANCE_BASE_URL"),
+    ],
+)
+def test_bad_values_are_exit_2_naming_the_key_never_a_traceback(
+    settings: Settings, fake: FakeExchange, env: dict[str, str], names: str
+) -> None:
+    result = run_cli("once", env=cli_env(settings, **env))
+    assert result.returncode == 2
+    assert names in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_wrong_type_in_the_file_is_exit_2_through_the_command_line(
+    settings: Settings, tmp_path: Path
+) -> None:
+    config = tmp_path / "typed.toml"
+    config.write_text('[collect]\ninterval_s = "60"\n', encoding="utf-8")
+    result = run_cli("once", "--config", str(config), env=cli_env(settings))
+    assert result.returncode == 2
+    assert f"[collect] interval_s in {config}: must be a number, not the string" in result.stderr

@@ -150,6 +150,8 @@ ENV_OVERRIDES: list[tuple[str, str, str, object]] = [
     ("OI_DATABASE_DROP_RAW_AFTER_DAYS", '"never"', "90", 90.0),
     ("OI_DATABASE_DROP_RAW_AFTER_DAYS", "90", "never", None),
     ("OI_SPOOL_DIR", '"spool"', "/var/lib/oi/spool", Path("/var/lib/oi/spool")),
+    ("OI_DATABASE_DATA_DIR", '"pg"', "/var/lib/oi/pg", Path("/var/lib/oi/pg")),
+    ("OI_METRICS_HOST", '"127.0.0.1"', "0.0.0.0", "0.0.0.0"),
     ("OI_SPOOL_MAX_MB", "512", "64", 64.0),
     ("OI_LOG_FORMAT", '"text"', "json", "json"),
     ("OI_METRICS_PORT", "9108", "0", 0),
@@ -195,12 +197,14 @@ def test_env_vars_are_named_after_section_and_key() -> None:
         "OI_COLLECT_OFFSET_S",
         "OI_COLLECT_SHUTDOWN_TIMEOUT_S",
         "OI_DATABASE_URL",
+        "OI_DATABASE_DATA_DIR",
         "OI_DATABASE_TIMESCALEDB",
         "OI_DATABASE_COMPRESS_AFTER_DAYS",
         "OI_DATABASE_DROP_RAW_AFTER_DAYS",
         "OI_SPOOL_DIR",
         "OI_SPOOL_MAX_MB",
         "OI_LOG_FORMAT",
+        "OI_METRICS_HOST",
         "OI_METRICS_PORT",
         "OI_METRICS_HEALTHY_WITHIN_S",
     ]
@@ -518,15 +522,22 @@ def test_the_shipped_config_file_states_the_defaults() -> None:
     assert load_settings(str(SHIPPED), {}) == Settings(source=str(SHIPPED))
 
 
+# Keys whose default is a path on the user's machine: the shipped file shows them commented out.
+MACHINE_DEFAULTS = {("spool", "dir"), ("database", "data_dir")}
+
+
 def _assignments(toml_text: str) -> dict[tuple[str, str], str]:
-    """(section, key) → its whole line, for every ``key = value`` line of a TOML file."""
+    """(section, key) → its whole line, for every ``key = value`` line of a TOML file (and, for the keys of
+    MACHINE_DEFAULTS, every ``# key = value`` line)."""
     lines: dict[tuple[str, str], str] = {}
     section = ""
     for line in toml_text.splitlines():
         if header := re.fullmatch(r"\s*\[(\w+)\]\s*", line):
             section = header[1]
-        elif assignment := re.match(r"\s*(\w+)\s*=", line):
-            lines[(section, assignment[1])] = line
+        elif (assignment := re.match(r"\s*(# )?(\w+)\s*=", line)) and (
+            assignment[1] is None or (section, assignment[2]) in MACHINE_DEFAULTS
+        ):
+            lines[(section, assignment[2])] = line.removeprefix("# ")
     return lines
 
 
@@ -537,3 +548,73 @@ def test_the_shipped_config_file_sets_every_key_and_names_its_env_var(env_var: s
     assert (section, name) in lines, f"[{section}] {name} is not in {SHIPPED}"
     comment = lines[(section, name)].partition("#")[2]
     assert re.search(rf"\b{env_var}\b", comment), f"[{section}] {name} does not name {env_var} in its comment"
+
+
+# the rough edges of issue 12: types in the file, URLs, hosts, paths
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ('[collect]\ninterval_s = "60"\n', "must be a number, not the string '60': write interval_s = 60"),
+        ('[metrics]\nport = "9108"\n', "[metrics] port"),
+        ('[database]\ndrop_raw_after_days = "90"\n', "must be a number"),
+        ('[binance]\nunderlyings = "BTC,ETH"\n', 'must be an array such as ["BTC"]'),
+        ('[venues]\nenabled = "binance"\n', "[venues] enabled"),
+    ],
+)
+def test_a_wrong_type_in_the_file_is_exit_2_naming_the_key(tmp_path: Path, text: str, names: str) -> None:
+    path = _write(tmp_path, text)
+    message = _config_error(str(path), {})
+    assert names in message and str(path) in message
+
+
+def test_the_words_for_none_are_the_strings_a_file_may_give_numbers_and_lists(tmp_path: Path) -> None:
+    text = '[binance]\nexpiries = "all"\n[database]\ndrop_raw_after_days = "never"\n'
+    settings = load_settings(str(_write(tmp_path, text)), {})
+    assert (settings.binance.expiries, settings.database.drop_raw_after_days) == (None, None)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:99999",
+        "http://127.0.0.1:0",
+        "http://127.0.0.1:port",
+        "http://127.0.0.1:",
+        "https://www.okx .com",
+        " https://www.okx.com/api v5",
+        "https://",
+        "https://api.bybit.com?x=1",
+    ],
+)
+def test_a_base_url_with_a_bad_port_or_a_space_is_exit_2_naming_the_key(empty_cwd: Path, url: str) -> None:
+    assert _config_error(None, {"OI_OKX_BASE_URL": url}).startswith("env var OI_OKX_BASE_URL: ")
+
+
+def test_a_base_url_keeps_a_good_port_and_drops_a_trailing_slash(empty_cwd: Path) -> None:
+    settings = load_settings(None, {"OI_BYBIT_BASE_URL": "http://127.0.0.1:8003/"})
+    assert settings.bybit.base_url == "http://127.0.0.1:8003"
+
+
+@pytest.mark.parametrize("host", ["local host", "", "10.0.0.1/24", "host;rm"])
+def test_a_bad_metrics_host_is_exit_2(empty_cwd: Path, host: str) -> None:
+    assert "OI_METRICS_HOST" in _config_error(None, {"OI_METRICS_HOST": host})
+
+
+def test_paths_are_absolute_by_default_and_relative_ones_are_made_absolute(
+    tmp_path: Path, empty_cwd: Path
+) -> None:
+    defaults = load_settings(None, {})
+    assert defaults.spool.dir.is_absolute() and defaults.database.data_dir.is_absolute()
+    assert defaults.spool.dir.parent == defaults.database.data_dir.parent  # side by side
+    path = _write(tmp_path / "etc", '[spool]\ndir = "spool"\n')
+    assert load_settings(str(path), {}).spool.dir == tmp_path / "etc" / "spool"  # from the file's directory
+    from_env = load_settings(None, {"OI_SPOOL_DIR": "here/spool"}).spool.dir
+    assert from_env == empty_cwd / "here" / "spool"  # from the directory the command starts in
+
+
+def test_the_database_is_embedded_by_default(empty_cwd: Path) -> None:
+    database = load_settings(None, {}).database
+    assert (database.url, database.embedded) == ("embedded", True)
+    assert database.masked_url() == f"the embedded database in {database.data_dir}"

@@ -154,7 +154,7 @@ def test_collector_points_at_the_timescaledb_service(
     # The same ${POSTGRES_PASSWORD:-default} expression on both sides, so the defaults cannot drift apart.
     assert url.password == environment(timescaledb)["POSTGRES_PASSWORD"]
     assert {name for name in env if name.startswith("OI_")} <= {
-        "OI_DATABASE_URL", "OI_DATABASE_TIMESCALEDB", "OI_VENUES_ENABLED"
+        "OI_DATABASE_URL", "OI_DATABASE_TIMESCALEDB", "OI_VENUES_ENABLED", "OI_METRICS_HOST"
     }  # fmt: skip
     assert tuple(env["OI_VENUES_ENABLED"].split(",")) == VENUES  # every venue this version collects
 

@@ -92,7 +92,7 @@ def test_gaps_command_prints_a_table_and_exits_1(
         "binance", "BTC", LIVE, *f"{m - timedelta(minutes=5):%Y-%m-%d %H:%M}".split(),
         *f"{m - timedelta(minutes=1):%Y-%m-%d %H:%M}".split(), "5",
     ]  # fmt: skip
-    assert lines[-1] == "1 gaps, 5 scope-minutes missing in the last 5m"
+    assert lines[-1] == "1 gap, 5 scope-minutes missing in the last 5m"
 
 
 def test_gaps_command_exits_0_when_every_minute_is_there(
@@ -109,3 +109,29 @@ def test_gaps_rejects_a_bad_age(settings: Settings) -> None:
     result = run_cli("gaps", "--since", "yesterday", env=cli_env(settings))
     assert result.returncode == 2
     assert "'yesterday' is not an age such as 90m, 24h or 7d" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "scope", "said"),
+    [
+        (
+            {"OI_BINANCE_EXPIRIES": f"{LIVE},270101"},
+            "BTC 270101",
+            f"BTC 270101 is not listed (expiries of BTC listed: {EXPIRED}, {LIVE})",
+        ),
+        ({"OI_BINANCE_UNDERLYINGS": "BTC,BTCUSDT"}, "BTCUSDT", "BTCUSDT is not listed (listed: BTC)"),
+    ],
+    ids=["an expiry", "an underlying"],
+)
+def test_a_configured_scope_the_venue_does_not_list_fails_exits_1_and_shows_in_gaps(
+    small: tuple[FakeExchange, Settings], env: dict[str, str], scope: str, said: str
+) -> None:
+    fake, settings = small
+    fake.minute_ms = int(this_minute().timestamp() * 1000)
+    result = run_cli("once", env=cli_env(settings, **{"OI_BINANCE_UNDERLYINGS": "BTC", **env}))
+    assert result.returncode == 1
+    assert said in result.stderr
+    gaps = run_cli("gaps", "--since", "5m", env=cli_env(settings))
+    assert gaps.returncode == 1
+    [line] = [line for line in gaps.stdout.splitlines() if line.startswith(f"binance  {scope} ")]
+    assert line.split()[-1] == "1"  # missing since this minute, the first it was asked for

@@ -5,7 +5,9 @@ leaves the spool empty."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import random
 import re
 import signal
@@ -22,9 +24,13 @@ from typing import Any
 import pytest
 
 from collector.config import Settings
+from collector.cycle import collect_once
 from collector.records import Batch, OpenInterest
-from collector.sink.spool import as_values, encode
+from collector.sink.postgres import PostgresSink, make_engine
+from collector.sink.spool import Spool, as_values, encode
+from collector.sink.store import Store
 from collector.venues.binance import Pair, normalise_row
+from collector.venues.gate import ExchangeGate
 from tests.conftest import cli_env, run_cli, start_daemon
 from tests.fake_exchange import RECENT_MINUTE_MS, FakeExchange, Fault, http_error, malformed_rows
 from tests.test_cli import query, served, stored
@@ -334,7 +340,7 @@ def test_a_hostile_weight_header_is_ignored_and_said_once(
     fake.inject(Fault(headers={name: value}), times=None)  # on every pair's answer: said once all the same
     result = once(settings)
     assert result.returncode == 0, result.stderr
-    assert result.stderr.count("ignoring the exchange's weight header") == 1
+    assert result.stderr.count("ignoring binance's weight header") == 1
     assert stored(settings.database.url) == served(fake)
     assert_a_clean_once_stores_everything(settings, fake)
 
@@ -453,13 +459,19 @@ def test_a_spooled_row_the_database_refuses_is_set_aside_and_the_rest_is_stored(
 
 
 def test_an_unusable_spool_directory_sends_the_rows_straight_to_the_database(
-    settings: Settings, fake: FakeExchange, tmp_path: Path
+    settings: Settings, fake: FakeExchange, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """At start a spool directory that cannot be used is exit 2 (test_cli); one that stops being usable while
+    the collector runs sends the rows straight to the database."""
     a_file = tmp_path / "afile"
     a_file.write_text("not a directory\n")
-    result = once(settings, OI_SPOOL_DIR=str(a_file / "spool"))
-    assert result.returncode == 0, result.stderr
-    [line] = [line for line in result.stderr.splitlines() if "cannot be used" in line]
-    assert " ERROR " in line and f"spool directory {a_file / 'spool'} cannot be used" in line
+    pointed = replace(settings, binance=replace(settings.binance, underlyings=("BTC", "ETH")))
+    store = Store(PostgresSink(make_engine(settings.database.url)), Spool(a_file / "spool", 10**9))
+    with caplog.at_level(logging.ERROR):
+        report = asyncio.run(collect_once(pointed, store, ExchangeGate()))
+    store.sink.engine.dispose()
+    assert report.ok, report.summary()
+    [line] = [r.getMessage() for r in caplog.records if "cannot be used" in r.getMessage()]
+    assert f"spool directory {a_file / 'spool'} cannot be used" in line
     assert stored(settings.database.url) == served(fake)
     assert a_file.read_text() == "not a directory\n"

@@ -165,7 +165,7 @@ def test_a_daemon_started_while_the_database_is_down_collects_and_migrates_later
         daemon.send_signal(signal.SIGTERM)
         _, stderr = daemon.communicate(timeout=30)
     assert daemon.returncode == 0, stderr
-    assert "migrating when the database is back" in stderr
+    assert "migration failed (above); collecting into the spool, trying again every 1 s" in stderr
     direct = replace(settings, database=DatabaseSettings(url=empty_database_url))
     assert rows_per_minute(direct) == {MINUTE: len(fake.all_rows())}
 

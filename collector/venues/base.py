@@ -20,11 +20,20 @@ from collector.venues.http import Answer, VenueHttp
 
 
 @dataclass(frozen=True, slots=True)
+class Unlisted:
+    """A configured scope the venue does not list (a typo, an expiry it has not listed): it fails each cycle,
+    journalled, and shows in ``gaps``."""
+
+    scope: Scope
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Scopes:
-    """What a venue will poll this cycle; the configured names it does not list; why there is nothing."""
+    """What a venue will poll this cycle; the configured scopes it does not list; why there is nothing."""
 
     scopes: list[Scope]
-    unlisted: tuple[str, ...] = ()
+    unlisted: tuple[Unlisted, ...] = ()
     problem: str | None = None
     listing_failed: bool = False  # the listing could not be had: the cycle polls the last scopes known
 

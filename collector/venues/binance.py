@@ -32,7 +32,7 @@ from collector.normalise import (
     venue_time,
 )
 from collector.records import OpenInterest, Rejection, Scope, Side
-from collector.venues.base import Fetched, Scopes
+from collector.venues.base import Fetched, Scopes, Unlisted
 from collector.venues.gate import ExchangeGate
 from collector.venues.http import VenueHttp, decode_json, failure, venue_error
 
@@ -69,8 +69,25 @@ class OptionSymbol:
 
 
 def scope(underlying: str, expiry: str) -> Scope:
-    """Binance's scope for one pair, ``expiry`` as the exchange's YYMMDD."""
+    """Binance's scope for one pair, ``expiry`` as the exchange's YYMMDD ("": every expiry of it)."""
+    if not expiry:
+        return Scope(NAME, underlying, underlying)
     return Scope(NAME, f"{underlying} {expiry}", underlying, parse_expiry(expiry))
+
+
+def _unlisted(pair: Pair, listing: Listing | None) -> Unlisted:
+    """Why a configured pair is not polled: its underlying, or that expiry of it, is not listed."""
+    assert listing is not None
+    expiries = sorted(listed.expiry for listed in listing.pairs if listed.underlying == pair.underlying)
+    if not expiries:
+        listed = ", ".join(sorted(listing.underlyings)) or "none"
+        return Unlisted(
+            scope(pair.underlying, pair.expiry), f"{pair.underlying} is not listed (listed: {listed})"
+        )
+    return Unlisted(
+        scope(pair.underlying, pair.expiry),
+        f"{pair} is not listed (expiries of {pair.underlying} listed: {', '.join(expiries)})",
+    )
 
 
 def pair_of(scope: Scope) -> Pair:
@@ -92,39 +109,37 @@ class BinanceVenue:
         return self.http.gate
 
     async def scopes(self) -> Scopes:
-        """The pairs to poll, the configured underlyings the exchange does not list, and why there are
-        none."""
+        """The pairs to poll, the configured ones Binance does not list, and why there are none."""
         try:
             listing: Listing | None = parse_listing(await self.exchange_info())
         except Exception as error:  # a listing that cannot be had costs the listing, not the cycle
             log.error("cannot read the exchange's listing: %s", error, extra={"venue": NAME})
             listing = None
-        if listing is None and self.settings.expiries is None:
+        expiries = self.settings.expiries
+        if listing is None and expiries is None:
             return Scopes([], (), NO_LISTING, listing_failed=True)
         underlyings = self.settings.underlyings
-        unlisted: tuple[str, ...] = ()
-        if listing is not None:
-            unlisted = tuple(name for name in underlyings if name not in listing.underlyings)
-            if unlisted:
-                log.error(
-                    "configured underlyings not listed by the exchange: %s (listed: %s)",
-                    ", ".join(unlisted),
-                    ", ".join(sorted(listing.underlyings)) or "none",
-                    extra={"venue": NAME},
-                )
-            underlyings = tuple(name for name in underlyings if name not in unlisted)
-        if self.settings.expiries is not None:
-            pairs = [
-                Pair(underlying, expiry) for underlying in underlyings for expiry in self.settings.expiries
-            ]
+        if expiries is not None:
+            wanted = [Pair(underlying, expiry) for underlying in underlyings for expiry in expiries]
         else:
             assert listing is not None
-            pairs = sorted(
+            wanted = sorted(
                 (pair for pair in listing.pairs if pair.underlying in underlyings),
                 key=lambda pair: (pair.underlying, pair.expiry),
             )
+            wanted += [Pair(name, "") for name in underlyings if name not in listing.underlyings]
+        pairs = [pair for pair in wanted if listing is None or pair in listing.pairs]
+        unlisted = tuple(_unlisted(pair, listing) for pair in wanted if pair not in pairs)
+        if unlisted:
+            log.error(
+                "configured but not listed by the exchange: %s; they fail every cycle until listed",
+                "; ".join(entry.reason for entry in unlisted),
+                extra={"venue": NAME, "unlisted": [entry.scope.label for entry in unlisted]},
+            )
         scopes = [scope(pair.underlying, pair.expiry) for pair in pairs]
-        return Scopes(scopes, unlisted, None if scopes else "no (underlying, expiry) pair to poll")
+        return Scopes(
+            scopes, unlisted, None if scopes or unlisted else "no (underlying, expiry) pair to poll"
+        )
 
     async def exchange_info(self) -> object:
         body = (await self.http.get(EXCHANGE_INFO, {}, "exchangeInfo")).body

@@ -157,10 +157,12 @@ class ExchangeGate:
             return
         self._ignored_headers.add(name.lower())
         log.warning(
-            "ignoring the exchange's weight header %s: %s (%s); said once",
+            "ignoring %s's weight header %s: %s (%s); said once",
+            self.rules.venue,
             clean_text(name, 80),
             clean_text(repr(value), 80),
             why,
+            extra={"venue": self.rules.venue, "header": clean_text(name, 80)},
         )
 
     # ---- what the exchange told us
@@ -189,6 +191,7 @@ class ExchangeGate:
                 what,
                 seconds,
                 longest,
+                extra={"venue": self.rules.venue, "request": what, "pause_s": longest},
             )
             seconds = longest
         until = self.clock() + seconds
@@ -216,6 +219,7 @@ class ExchangeGate:
                 when(until),
                 longest,
                 longest,
+                extra={"venue": self.rules.venue, "request": what},
             )
             until = now + self.rules.max_ban_s
         self.probe_needed = True
@@ -269,7 +273,12 @@ class ExchangeGate:
             if not math.isfinite(until):
                 raise ValueError(f"{until} is not a time")
         except Exception as error:  # whatever the file holds, the start-up goes on
-            log.warning("ignoring unreadable ban state %s: %s", self.state_file, clean_text(str(error), 200))
+            log.warning(
+                "ignoring unreadable ban state %s: %s",
+                self.state_file,
+                clean_text(str(error), 200),
+                extra={"venue": self.rules.venue, "file": str(self.state_file)},
+            )
             return None
         now = self.clock()
         if until > now + self.rules.max_ban_s:
@@ -281,11 +290,15 @@ class ExchangeGate:
                 longest,
                 self.rules.venue,
                 longest,
+                extra={"venue": self.rules.venue, "file": str(self.state_file)},
             )
             until = now + self.rules.max_ban_s
         if until > now:
             log.error(
-                "%s IP ban from an earlier run lasts until %s: sending nothing", self.rules.venue, when(until)
+                "%s IP ban from an earlier run lasts until %s: sending nothing",
+                self.rules.venue,
+                when(until),
+                extra={"venue": self.rules.venue, "banned_until": when(until)},
             )
             return until
         return None
@@ -304,4 +317,5 @@ class ExchangeGate:
                 "cannot save the ban state to %s (%s): the ban holds in this process only",
                 self.state_file,
                 error,
+                extra={"venue": self.rules.venue, "file": str(self.state_file)},
             )
