@@ -87,7 +87,10 @@ def add_plot_parser(
     what = plot.add_mutually_exclusive_group(required=True)
     what.add_argument("--underlying", type=str.upper, help="with --expiry: calls and puts by strike")
     what.add_argument("--history", metavar="SYMBOL", type=str.upper, help="one symbol over time")
-    plot.add_argument("--expiry", type=expiry_arg, metavar="YYMMDD", help="with --underlying")
+    plot.add_argument(
+        "--expiry", type=expiry_arg, default=False, metavar="YYMMDD|next",
+        help="with --underlying: that expiry, or next, the nearest one stored",
+    )  # fmt: skip
     at_help = "the snapshot at or before this time, ISO 8601, UTC unless it says (default: now)"
     plot.add_argument("--at", type=time_arg, metavar="TIME", help=at_help)
     plot.add_argument(
@@ -104,19 +107,25 @@ def add_plot_parser(
 
 def check_plot_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """What argparse cannot say: --expiry and --at go with --underlying, --since with --history."""
-    if args.underlying and args.expiry is None:
-        parser.error("plot --underlying needs --expiry YYMMDD")
-    if args.history and (args.expiry is not None or args.at is not None):
+    if args.underlying and args.expiry is False:
+        parser.error("plot --underlying needs --expiry YYMMDD (or next)")
+    if args.history and (args.expiry is not False or args.at is not None):
         parser.error("plot --history draws every snapshot of one symbol: --expiry and --at do not apply")
     if args.underlying and args.since is not None:
         parser.error("plot --underlying draws one snapshot: use --at, not --since")
 
 
-def expiry_arg(text: str) -> date:
+NEXT = "next"  # plot --expiry next: the nearest expiry of the book at --at
+
+
+def expiry_arg(text: str) -> date | None:
+    """``YYMMDD``, or ``next`` (None): the nearest expiry stored at the time asked."""
+    if text.lower() == NEXT:
+        return None
     try:
         return parse_expiry(text)
     except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+        raise argparse.ArgumentTypeError(f"{error}, or next") from None
 
 
 def time_arg(text: str) -> datetime:
@@ -338,12 +347,14 @@ def _history_picture(engine: Engine, args: argparse.Namespace, plot: ModuleType)
 
 
 def _strike_picture(engine: Engine, args: argparse.Namespace, plot: ModuleType) -> Drawing | None:
-    from collector.sink.postgres import strike_book
+    from collector.sink.postgres import nearest_expiry, strike_book
 
     at = args.at or datetime.now(UTC)
-    book = strike_book(engine, args.underlying, args.expiry, at, args.venue)
+    expiry = args.expiry or nearest_expiry(engine, args.underlying, at, args.venue)
+    book = None if expiry is None else strike_book(engine, args.underlying, expiry, at, args.venue)
     if book is None:
-        log.error("no stored snapshot of %s %s%s at or before %s", args.underlying, f"{args.expiry:%y%m%d}",
+        shown = NEXT if expiry is None else f"{expiry:%y%m%d}"
+        log.error("no stored snapshot of %s %s%s at or before %s", args.underlying, shown,
                   f" at {args.venue}" if args.venue else "", f"{at:%Y-%m-%d %H:%M:%S %Z}")  # fmt: skip
         return None
     return partial(plot.draw_strike_book, book)

@@ -13,7 +13,6 @@ import os
 import sys
 import time
 from contextlib import ExitStack
-from datetime import date
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -40,14 +39,15 @@ from collector.venues import Gates  # noqa: E402
 from tests.fake_bybit import FakeBybit  # noqa: E402
 from tests.fake_deribit import FakeDeribit  # noqa: E402
 from tests.fake_exchange import FakeExchange  # noqa: E402
-from tests.fake_http import FakeVenue  # noqa: E402
+from tests.fake_http import FakeVenue, default_expiries, yymmdd  # noqa: E402
 from tests.fake_okx import FakeOkx  # noqa: E402
 
 MINUTES = 240
-SYMBOL = "BTC-251226-105000-C"
+SYMBOL_STRIKE = "105000"
 
 
-EXPIRY = date(2025, 12, 26)
+EXPIRY = default_expiries()[0]  # the next Friday: the pictures show a live expiry, whenever they are drawn
+YYMMDD = yymmdd(EXPIRY)
 
 
 def collect(settings: Settings, fakes: list[FakeExchange | FakeVenue]) -> None:  # type: ignore[type-arg]
@@ -66,14 +66,14 @@ def main() -> None:
     for name in [name for name in os.environ if name.startswith("OI_")]:  # only our settings below count
         del os.environ[name]
     with ExitStack() as stack:
-        binance = stack.enter_context(FakeExchange({"BTC": ["251226", "260102"]}))
+        binance = stack.enter_context(FakeExchange({"BTC": [YYMMDD]}))
         deribit = stack.enter_context(FakeDeribit({"BTC": [EXPIRY]}))
         okx = stack.enter_context(FakeOkx({"BTC-USD": [EXPIRY]}))
         bybit = stack.enter_context(FakeBybit({"BTC": [EXPIRY]}))
         spool = stack.enter_context(TemporaryDirectory())
         url = stack.enter_context(database("oi_docs"))
         settings = Settings(
-            binance=BinanceSettings(base_url=binance.base_url, underlyings=("BTC",), expiries=("251226",)),
+            binance=BinanceSettings(base_url=binance.base_url, underlyings=("BTC",), expiries=(YYMMDD,)),
             deribit=DeribitSettings(base_url=deribit.base_url, currencies=("BTC",)),
             okx=OkxSettings(base_url=okx.base_url, families=("BTC-USD",)),
             bybit=BybitSettings(base_url=bybit.base_url, base_coins=("BTC",)),
@@ -84,8 +84,8 @@ def main() -> None:
         collect(settings, [binance, deribit, okx, bybit])
         os.environ["OI_DATABASE_URL"] = settings.database.url
         for args in (
-            ["--underlying", "BTC", "--expiry", "251226", "--out", str(REPO / "docs" / "oi-by-strike.png")],
-            ["--history", SYMBOL, "--out", str(REPO / "docs" / "oi-history.png")],
+            ["--underlying", "BTC", "--expiry", "next", "--out", str(REPO / "docs" / "oi-by-strike.png")],
+            ["--history", f"BTC-{YYMMDD}-{SYMBOL_STRIKE}-C", "--out", str(REPO / "docs" / "oi-history.png")],
         ):
             assert oi_collector(["plot", *args]) == 0
 

@@ -221,3 +221,18 @@ def test_plot_by_strike_stacks_every_venue_unless_one_is_asked_for(
 def test_history_of_a_symbol_is_per_venue(engine: Engine, two_venues: list) -> None:
     assert set(symbol_history(engine, "BTC-26DEC25-100000-C", None)) == {"deribit"}
     assert symbol_history(engine, "BTC-26DEC25-100000-C", None, "binance") == {}
+
+
+def test_plot_next_draws_the_nearest_expiry_in_the_book(
+    settings: Settings, minutes: list, tmp_path: Path
+) -> None:
+    out = tmp_path / "next.png"
+    result = run_cli(
+        "plot", "--underlying", "BTC", "--expiry", "next", "--out", str(out), env=cli_env(settings)
+    )
+    assert result.returncode == 0, result.stderr
+    assert png_size(out) == (1600, 900)
+    later = (datetime.now(UTC) + timedelta(days=1)).replace(tzinfo=None).isoformat()
+    nothing = run_cli("plot", "--underlying", "BTC", "--expiry", "next", "--at", later, "--out", str(out),
+                      env=cli_env(settings))  # fmt: skip
+    assert nothing.returncode == 1 and "no stored snapshot of BTC next at or before" in nothing.stderr

@@ -39,7 +39,8 @@ def collected(settings: Settings, store: Store, gate: ExchangeGate, fake: FakeEx
                 "timestamp": "1",
             }
             fake.inject(malformed_rows(bad), underlying="BTC", expiry="251226")
-        fake.set_open_interest("BTC-251226-100000-C", str(100 - minutes_ago), "1000")
+        # the BTC option with the most open interest, which the README's history examples pick
+        fake.set_open_interest("BTC-251226-100000-C", str(10**6 - minutes_ago), "1000")
         assert asyncio.run(collect_once(settings, store, gate)).ok
     return make_url(settings.database.url).set(drivername="postgresql").render_as_string(hide_password=False)
 
@@ -64,14 +65,14 @@ def test_oi_by_strike_at_the_latest_snapshot_matches_the_exchange(collected: str
     for row in fake.rows_for("BTC", "251226"):
         strike, side = row["symbol"].split("-")[2:]
         overridden = row["symbol"] == "BTC-251226-100000-C"
-        oi = Decimal("100") if overridden else Decimal(row["sumOpenInterest"])
+        oi = Decimal(10**6) if overridden else Decimal(row["sumOpenInterest"])
         expected.setdefault(Decimal(strike), [Decimal(0), Decimal(0)])[side == "P"] += oi
     assert {strike: [call, put] for strike, call, put in rows} == expected
 
 
 def test_one_symbols_history_has_every_snapshot(collected: str) -> None:
     rows = run(collected, EXAMPLES[1])
-    assert [oi for _, oi, _ in rows] == [Decimal(20), Decimal(35), Decimal(70), Decimal(95), Decimal(100)]
+    assert [oi for _, oi, _ in rows] == [Decimal(10**6 - ago) for ago in (80, 65, 30, 5, 0)]
 
 
 def test_every_command_and_config_key_is_documented() -> None:

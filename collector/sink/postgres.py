@@ -221,6 +221,23 @@ class StrikeBook:
         return sum((sum(values, Decimal(0)) for values in self.puts.values()), Decimal(0))
 
 
+# The nearest expiry among the rows of the book window before ``at`` (the BRIN index on ts finds them).
+_NEAREST_EXPIRY = text(
+    "SELECT min(expiry) FROM open_interest WHERE underlying = :underlying"
+    " AND ts <= :at AND ts > CAST(:at AS timestamptz) - INTERVAL '15 minutes'"
+    " AND (CAST(:venue AS text) IS NULL OR venue = :venue)"
+)
+
+
+def nearest_expiry(engine: Engine, underlying: str, at: datetime, venue: str | None = None) -> date | None:
+    """The nearest expiry of ``underlying`` in the book at ``at`` (of one venue or all); None without one."""
+    with _reading(engine) as connection:
+        expiry: date | None = connection.execute(
+            _NEAREST_EXPIRY, {"underlying": underlying, "at": at, "venue": venue}
+        ).scalar()
+    return expiry
+
+
 _STRIKE_BOOK = text(
     """
     SELECT venue, strike, max(ts) AS ts,
