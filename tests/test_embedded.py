@@ -39,6 +39,8 @@ def test_once_stores_into_the_embedded_database_and_sql_reads_it_across_restarts
     assert "embedded PostgreSQL 18 in" in first.stderr and "TimescaleDB is not in it" in first.stderr
     assert (data_dir / "PG_VERSION").exists()
     assert not (data_dir / "postmaster.pid").exists()  # the last command out stopped the server
+    # the processes sharing it coordinate beside it, not in /tmp, where another user's file would stop them
+    assert (tmp_path / "postgres.server.lock").exists()
     assert count(env) == served(fake)
     fake.minute_ms = RECENT_MINUTE_MS + 60_000
     assert run_cli("once", env=env).returncode == 0

@@ -88,14 +88,25 @@ def embedded_url(database: DatabaseSettings, *, collector: bool) -> Iterator[str
 def _start(package: ModuleType, data_dir: Path) -> Any:
     if sys.platform.startswith("linux"):
         os.environ.setdefault("LC_ALL", "C.UTF-8")  # initdb takes the locale; one not installed fails it
-    _forget_dead_processes(package, data_dir)
     try:
+        _lock_beside(package, data_dir)
+        _forget_dead_processes(package, data_dir)
         return package.get_server(data_dir, cleanup_mode="stop", postgres_version=POSTGRES_MAJOR)
-    except Exception as error:  # initdb or the server failed: say where to look
+    except Exception as error:  # initdb, the server or a lock failed: say where to look
         raise SinkError(
             f"the embedded PostgreSQL in {data_dir} did not start ({type(error).__name__}: {error});"
             f" its log is {data_dir / 'log'}"
         ) from error
+
+
+def _lock_beside(package: ModuleType, data_dir: Path) -> None:
+    """The processes sharing the server coordinate through one lock file. The package keeps it in the user's
+    runtime directory, else in the temporary directory (cron, containers), where a file another user made
+    first cannot be opened: it goes beside the data directory instead, which is ours."""
+    import fasteners  # the package's own dependency
+
+    lock = data_dir.with_name(data_dir.name + ".server.lock")
+    package.PostgresServer._lock = fasteners.InterProcessLock(str(lock))
 
 
 def _forget_dead_processes(package: ModuleType, data_dir: Path) -> None:
