@@ -69,11 +69,13 @@ def embedded_url(database: DatabaseSettings, *, collector: bool) -> Iterator[str
             f"database.data_dir (OI_DATABASE_DATA_DIR) = {data_dir} cannot be made: {error.strerror or error}"
         ) from None
     with _collector_lock(data_dir) if collector else _nothing(), _stopped_on_sigterm():
+        running = (data_dir / "postmaster.pid").exists()
         server = _start(package, data_dir)
         try:
             info = server.get_postmaster_info()
             url = f"postgresql+psycopg://postgres@/postgres?host={info.socket_dir}"
-            log.info(
+            # Said by the process that starts it, not by each one that shares it.
+            (log.debug if running else log.info)(
                 "embedded PostgreSQL %d in %s (a plain table: TimescaleDB is not in it);"
                 " query it with `oi-collector sql`",
                 POSTGRES_MAJOR,
