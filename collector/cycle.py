@@ -160,7 +160,7 @@ class CycleReport:
         """Why the cycle failed, for the summary line: the cycle's problem, then the first failures."""
         reasons = [] if self.problem is None else [self.problem]
         failed = [outcome for outcome in self.outcomes if outcome.error is not None]
-        reasons += [str(outcome.error) for outcome in failed[:3]]
+        reasons += [f"{outcome.scope}: {outcome.error}" for outcome in failed[:3]]
         if len(failed) > 3:
             reasons.append(f"and {plural(len(failed) - 3, 'more scope')}")
         return f"; FAILED: {'; '.join(reasons)}" if reasons else ""
@@ -287,7 +287,7 @@ async def _fetch_all(
     tasks = {scope: task for plan in plans for scope, task in plan[0].items()}
     await _wait_until(deadline, tasks, fetched)
     for entry in (entry for plan in plans for entry in plan[1]):
-        failure = FatalExchangeError(f"{entry.scope}: not polled: {entry.reason}")
+        failure = FatalExchangeError(f"not polled: {entry.reason}")
         fetched[entry.scope] = ScopeOutcome(entry.scope, [], error=failure)
     problems = [plan[2] for plan in plans if plan[2] is not None]
     return "; ".join(problems) if problems else None
@@ -356,8 +356,13 @@ async def _wait_until(
     await asyncio.gather(*pending, return_exceptions=True)
     for scope, task in tasks.items():
         if task.cancelled() or task.exception() is not None:
-            late = FatalExchangeError(f"{scope}: no answer by the cycle's deadline")
-            log.error("%s; this scope failed this cycle, the others are stored", late, extra=_about(scope))
+            late = FatalExchangeError("no answer by the cycle's deadline")
+            log.error(
+                "%s: %s; this scope failed this cycle, the others are stored",
+                scope,
+                late,
+                extra=_about(scope),
+            )
             fetched[scope] = ScopeOutcome(scope, [], error=late)
         else:
             fetched[scope] = task.result()
@@ -384,7 +389,7 @@ async def _fetch(venue: Venue, scope: Scope, limit: asyncio.Semaphore) -> ScopeO
             scope,
             extra=_about(scope),
         )
-        failure = FatalExchangeError(f"{scope}: unreadable answer ({type(error).__name__}: {error})")
+        failure = FatalExchangeError(f"unreadable answer ({type(error).__name__}: {error})")
         return ScopeOutcome(scope, [], error=failure, duration_s=time.monotonic() - started)
 
 

@@ -331,3 +331,11 @@ def test_dockerignore_keeps_secrets_out_and_what_the_build_needs_in() -> None:
 def test_the_collector_healthcheck_asks_healthz(collector: dict[str, Any]) -> None:
     test = collector["healthcheck"]["test"]
     assert test[0] == "CMD" and "http://127.0.0.1:9108/healthz" in " ".join(test)
+
+
+def test_metrics_listen_on_every_interface_of_the_container_for_prometheus(collector: dict[str, Any]) -> None:
+    """The collector's default is 127.0.0.1 (a laptop exposes nothing); in compose, a Prometheus container on
+    the same network must reach it, and the healthcheck asks from inside the container."""
+    assert environment(collector)["OI_METRICS_HOST"] == "0.0.0.0"
+    assert "http://127.0.0.1:9108/healthz" in " ".join(collector["healthcheck"]["test"])
+    assert "ports" not in collector  # not published on the host

@@ -771,7 +771,7 @@ def test_stop_hangs_up_and_base_url_needs_a_running_server() -> None:
 @pytest.mark.parametrize(
     ("module", "path", "params"),
     [("tests.fake_deribit", BOOK_SUMMARY, BTC), ("tests.fake_okx", UNDERLYING, {"instType": "OPTION"}),
-     ("tests.fake_bybit", TICKERS, BTC_COIN)],
+     ("tests.fake_bybit", TICKERS, BTC_COIN), ("tests.fake_exchange", "/eapi/v1/exchangeInfo", {})],
 )  # fmt: skip
 def test_runnable_by_hand(module: str, path: str, params: dict[str, str]) -> None:
     command = [sys.executable, "-m", module, "--port", "0", "--delay-s", "0.01"]

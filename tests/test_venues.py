@@ -172,6 +172,8 @@ def test_one_venue_down_costs_only_that_venue(settings: Settings, fakes: Fakes, 
     fake_of(fakes, down).inject(html_page(502), path=OPEN_INTEREST_PATHS[down], times=None)
     result = run_cli("once", env=fakes.env(settings, OI_EXCHANGE_TIMEOUT_S="1"))
     assert result.returncode == 1
+    summary = result.stderr.strip().splitlines()[-1]
+    assert " ERROR " in summary and f"; FAILED: {down} " in summary  # the summary says which and why
     url = settings.database.url
     assert stored_rows(url, down) == {}
     assert {status for _, status, *_ in journal(url, down)} == {"failed"}
