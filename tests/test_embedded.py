@@ -88,3 +88,14 @@ def test_embedded_without_the_extra_is_exit_2_with_the_install_line(
         in result.stderr
     )
     assert fake.requests == [] and "Traceback" not in result.stderr
+
+
+def test_a_data_directory_whose_lock_cannot_be_made_is_exit_2_naming_the_key(
+    settings: Settings, fake: FakeExchange, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "postgres"
+    (tmp_path / "postgres.lock").mkdir()  # a directory where the lock file goes
+    result = run_cli("once", env=embedded(settings, data_dir))
+    assert result.returncode == 2
+    assert f"database.data_dir (OI_DATABASE_DATA_DIR) = {data_dir}: its lock" in result.stderr
+    assert "Traceback" not in result.stderr and fake.requests == []

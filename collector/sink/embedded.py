@@ -84,7 +84,23 @@ def embedded_url(database: DatabaseSettings, *, collector: bool) -> Iterator[str
             )
             yield url
         finally:
-            server._cleanup()  # leave it; the last process out stops it
+            _leave(server, data_dir)
+
+
+def _leave(server: Any, data_dir: Path) -> None:
+    """Leave the server; the last process out stops it. Whatever stopping it raises is said, not raised: the
+    command's own outcome stands."""
+    try:
+        server._cleanup()
+    except Exception as error:
+        log.error(
+            "could not leave or stop the embedded PostgreSQL in %s (%s: %s); its log is %s",
+            data_dir,
+            type(error).__name__,
+            error,
+            data_dir / "log",
+            extra={"data_dir": str(data_dir)},
+        )
 
 
 def _start(package: ModuleType, data_dir: Path) -> Any:
@@ -139,7 +155,13 @@ def _alive(pid: int) -> bool:
 def _collector_lock(data_dir: Path) -> Iterator[None]:
     """Hold ``<data_dir>.lock`` exclusively; DatabaseBusy naming the holder when another collector has it."""
     path = data_dir.with_name(data_dir.name + ".lock")
-    file: IO[str] = path.open("a+", encoding="utf-8")
+    try:
+        file: IO[str] = path.open("a+", encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(
+            f"database.data_dir (OI_DATABASE_DATA_DIR) = {data_dir}: its lock {path} cannot be made:"
+            f" {error.strerror or error}"
+        ) from None
     try:
         if not _try_lock(file):
             file.seek(0)
