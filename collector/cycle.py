@@ -258,13 +258,14 @@ async def run_cycle(
         committed = store.commit(batch)  # every fetch is done: nothing else needs the event loop now
         if committed.problem is not None:
             problem = problem or _storage_problem(committed, len(batch.records), store)
-    weights = {venue.name: venue.gate.used_weight for venue in venues}
     report = CycleReport(
         started_at=started_at,
         outcomes=outcomes,
         problem=problem,
         committed=committed,
-        used_weight={name: weight.used for name, weight in weights.items() if weight is not None},
+        used_weight={
+            venue.name: weight.used for venue in venues if (weight := venue.gate.used_weight) is not None
+        },
         duration_s=time.monotonic() - started,
     )
     (log.info if report.ok else log.error)(report.summary(), extra=report.fields())
@@ -429,13 +430,16 @@ def _about(scope: Scope, **facts: object) -> dict[str, object]:
 
 
 def _say_not_sent(outcomes: list[ScopeOutcome]) -> None:
-    not_sent = [outcome for outcome in outcomes if isinstance(outcome.error, NotSentError)]
-    held = [outcome.error for outcome in not_sent if isinstance(outcome.error, NotSentError)]
+    held = [(o.scope.venue, o.error) for o in outcomes if isinstance(o.error, NotSentError)]
     if held:
-        venues = sorted({outcome.scope.venue for outcome in not_sent})
+        reason = held[0][1].reason
         log.error(
             "%s not polled this cycle: %s",
             plural(len(held), "scope"),
-            held[0].reason,
-            extra={"scopes_not_sent": len(held), "venues": venues, "reason": held[0].reason},
+            reason,
+            extra={
+                "scopes_not_sent": len(held),
+                "venues": sorted({venue for venue, _ in held}),
+                "reason": reason,
+            },
         )
